@@ -1,0 +1,811 @@
+"""
+mlp.py: a character-level MLP language model after Bengio et al. (2003), trained on one text file.
+
+The embeddings of the previous block_size characters are concatenated and go through hidden
+layers (Linear, LayerNorm, GELU) to a softmax over the vocabulary; sampling slides the window
+one character at a time. Training, checkpoints and sampling are those of gpt.py.
+
+    python mlp.py configs/mlp_cpu.py                # about 3 minutes on a 2-core CPU
+    python mlp.py                                   # the defaults below: a longer run, best on a GPU
+    python mlp.py --block_size=8 --n_hidden=256     # any hyperparameter as --name=value
+    python mlp.py --resume=true --max_iters=20000   # continue from out/mlp/ckpt.pt
+    python mlp.py --sample_only=true --prompt=ROMEO:
+
+Every section marked 'shared' is word for word the same in bigram.py and gpt.py.
+"""
+# ---- shared: imports ----
+import ast
+import contextlib
+import difflib
+import hashlib
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+import urllib.request
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+# ---- end shared: imports ----
+
+# ------------------------------------------------------------------------------ hyperparameters
+# run
+input_path = 'input.txt'   # UTF-8 text to learn; 'input.txt' is downloaded (tiny shakespeare) if missing
+out_dir = 'out/mlp'        # checkpoint, sample files, summary.json and metrics.jsonl go here
+seed = 1337                # seeds the weights, the batches, dropout and sampling
+device = 'auto'            # 'auto' takes cuda, then mps, then cpu; or 'cpu', 'cuda', 'cuda:1', 'mps'
+dtype = 'auto'             # 'auto': bfloat16 on GPUs that have it, else float16; float32 on cpu and mps
+compile_model = True       # torch.compile the model on CUDA (falls back to eager if that fails)
+resume = False             # continue training from out_dir/ckpt.pt
+sample_only = False        # load out_dir/ckpt.pt, write a sample file, train nothing
+# data
+batch_size = 64            # windows per micro-step; each predicts its block_size characters
+block_size = 16            # context: the characters the model sees before predicting the next
+# model
+n_embd = 32                # embedding size of one character
+n_hidden = 512             # width of each hidden layer
+n_layer = 2                # hidden layers
+dropout = 0.1              # after each hidden layer
+# optimizer: AdamW, linear warmup, then cosine decay to min_lr
+max_iters = 20000          # optimizer steps
+learning_rate = 2e-3       # peak learning rate, reached after warmup_iters
+min_lr = 2e-4              # learning rate from lr_decay_iters on
+warmup_iters = 100         # steps of linear warmup from 0
+lr_decay_iters = 20000     # its own setting, so a run extended with --max_iters keeps its schedule
+weight_decay = 0.1         # on the weight matrices of Linear layers only
+beta1 = 0.9                # AdamW momentum
+beta2 = 0.99               # AdamW second-moment decay
+grad_clip = 1.0            # clip the gradient norm to this; 0 turns clipping off
+gradient_accumulation_steps = 1  # micro-steps per optimizer step, summed over all processes
+# evaluation and logging
+eval_interval = 1000       # estimate train and val loss every this many steps
+eval_iters = 100           # batches per estimate
+log_interval = 10          # read the loss back from the device (progress bar, NaN check) every this many steps
+# sampling
+num_samples = 3            # samples written to the sample file
+max_new_tokens = 500       # characters per sample
+temperature = 1.0          # 0 means greedy: always the likeliest character
+top_k = None               # sample only from the k likeliest characters; None means from all
+prompt = '\n'              # text the samples continue; 'FILE:path' reads it from a file
+# ------------------------------------------------------------------------------
+DEFAULTS = {name: value for name, value in globals().items()
+            if not name.startswith('_') and isinstance(value, (bool, int, float, str, type(None)))}
+
+
+# ---- shared: overrides ----
+class UsageError(Exception):
+    """A problem with what the person asked for: reported as one line on stderr, exit code 2."""
+
+
+TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string'}
+
+
+def parse_overrides(args, defaults):
+    """Apply config files and --name=value arguments, in order, to the defaults.
+
+    Returns the config and the names that were set. Values take the type of the default:
+    --learning_rate=1 is 1.0, --resume=true is True, --top_k=none is None.
+    """
+    config, overridden = dict(defaults), []
+    for arg in args:
+        if arg.startswith('--'):
+            name, has_value, text = arg[2:].partition('=')
+            if not has_value:
+                raise UsageError(f"{arg}: expected --name=value")
+            settings = [(name, parse_text(text, defaults.get(name)))]
+        else:
+            settings = read_config_file(arg)
+        for name, value in settings:
+            config[name] = typed(name, value, defaults)
+            overridden.append(name)
+    return config, overridden
+
+
+def parse_text(text, default):
+    """A command-line value: text for string settings; a Python literal or true/false/none otherwise."""
+    if isinstance(default, str):
+        return text
+    words = {'true': True, 'false': False, 'none': None}
+    if text.lower() in words:
+        return words[text.lower()]
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # typed() says what was expected
+
+
+def read_config_file(path):
+    """The `name = value` lines of a config file, read as data: nothing in it runs."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            tree = ast.parse(f.read(), filename=path)
+    except OSError as e:
+        raise UsageError(f"cannot read config file {path}: {e.strerror}") from None
+    except (SyntaxError, ValueError) as e:
+        raise UsageError(f"config file {path} is not valid Python: {e}") from None
+    settings = []
+    for statement in tree.body:
+        target = statement.targets[0] if isinstance(statement, ast.Assign) and len(statement.targets) == 1 else None
+        if not isinstance(target, ast.Name):
+            raise UsageError(f"{path} line {statement.lineno}: expected `name = value`, found `{ast.unparse(statement)[:60]}`")
+        try:
+            settings.append((target.id, ast.literal_eval(statement.value)))
+        except ValueError:
+            raise UsageError(f"{path} line {statement.lineno}: {target.id} must be a plain value "
+                             f"(number, string, True, False or None), not `{ast.unparse(statement.value)[:60]}`") from None
+    return settings
+
+
+def typed(name, value, defaults):
+    """value as the type of the default for name (an int is fine for a float; None defaults take an int)."""
+    if name not in defaults:
+        close = difflib.get_close_matches(name, defaults, n=1)
+        raise UsageError(f"unknown hyperparameter '{name}'" + (f" (did you mean {close[0]}?)" if close else ""))
+    default = defaults[name]
+    if isinstance(default, float) and type(value) is int:
+        value = float(value)
+    expected = int if default is None else type(default)
+    if type(value) is not expected and not (default is None and value is None):
+        raise UsageError(f"{name} must be {TYPE_NAMES[expected]}{' or none' if default is None else ''}, got {value!r}")
+    return value
+
+
+def check_config(config):
+    """Refuse settings that cannot work, naming the key (each script checks the keys it has)."""
+    def require(ok, message):
+        if not ok:
+            raise UsageError(message)
+    for name in ('batch_size', 'block_size', 'max_iters', 'n_layer', 'n_head', 'n_embd', 'n_hidden', 'learning_rate',
+                 'eval_interval', 'eval_iters', 'log_interval', 'num_samples', 'gradient_accumulation_steps'):
+        require(config.get(name, 1) > 0, f"{name} must be positive, got {config.get(name)}")
+    for name in ('min_lr', 'warmup_iters', 'lr_decay_iters', 'weight_decay', 'grad_clip', 'max_new_tokens', 'temperature'):
+        require(config[name] >= 0, f"{name} must not be negative, got {config[name]}")
+    for name in ('dropout', 'beta1', 'beta2'):
+        require(0 <= config.get(name, 0) < 1, f"{name} must be in [0, 1), got {config.get(name)}")
+    if 'n_head' in config:
+        require(config['n_embd'] % config['n_head'] == 0,
+                f"n_embd ({config['n_embd']}) must be divisible by n_head ({config['n_head']})")
+    require(config['top_k'] is None or config['top_k'] >= 1, f"top_k must be at least 1 (or none), got {config['top_k']}")
+    require(config['dtype'] in ('auto', 'float32', 'bfloat16', 'float16'),
+            f"dtype must be auto, float32, bfloat16 or float16, got '{config['dtype']}'")
+    require(not (config['resume'] and config['sample_only']), "resume and sample_only exclude each other: pick one")
+# ---- end shared: overrides ----
+
+
+# ---- shared: data ----
+DATA_URL = 'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'
+DATA_BYTES, DATA_MD5 = 1115394, '6fb458f1232090904fb40fe944165e91'
+
+
+def read_text(path):
+    """The text to learn; the default input.txt (tiny shakespeare) is downloaded when missing."""
+    if path == 'input.txt' and not os.path.exists(path):
+        download_shakespeare(path)
+    try:
+        with open(path, 'rb') as f:
+            raw = f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read input_path {path}: {e.strerror}") from None
+    try:
+        text = raw.decode('utf-8')
+    except UnicodeDecodeError as e:
+        raise UsageError(f"input_path {path} is not UTF-8 text (byte {e.start} is {raw[e.start]:#04x})") from None
+    if not text:
+        raise UsageError(f"input_path {path} is empty")
+    return text
+
+
+def download_shakespeare(path):
+    """Fetch tiny shakespeare over HTTPS, check its size and md5, and only then write it."""
+    print(f"{path} is missing: downloading tiny shakespeare from {DATA_URL}")
+    try:
+        with urllib.request.urlopen(DATA_URL, timeout=60) as response:
+            data = response.read(DATA_BYTES + 1)
+    except OSError as e:
+        raise UsageError(f"could not download {DATA_URL} ({e}): save that file as {path} yourself, "
+                         f"or point --input_path at a text file of your own") from None
+    if len(data) != DATA_BYTES or hashlib.md5(data).hexdigest() != DATA_MD5:
+        raise UsageError(f"the download from {DATA_URL} is not tiny shakespeare ({len(data)} bytes, "
+                         f"md5 {hashlib.md5(data).hexdigest()}): nothing was written")
+    write_atomic(path, lambda f: f.write(data))
+
+
+def encode(text, chars, what):
+    """Character ids of text (a LongTensor); characters outside the vocabulary are an error that lists them."""
+    index = {c: i for i, c in enumerate(chars)}
+    unknown = sorted(set(text) - index.keys())
+    if unknown:
+        raise UsageError(f"{what} has characters that are not in the vocabulary: {' '.join(map(repr, unknown))}")
+    return torch.tensor([index[c] for c in text], dtype=torch.long)
+
+
+def decode(ids, chars):
+    return ''.join(chars[i] for i in ids)
+
+
+def split_data(data, block_size):
+    """First 90% to train on, last 10% to validate on; each must hold at least one window."""
+    n = int(0.9 * len(data))
+    splits = {'train': data[:n], 'val': data[n:]}
+    for name, split in splits.items():
+        if len(split) < block_size + 1:
+            raise UsageError(f"the {name} split has {len(split)} characters, fewer than block_size + 1 = "
+                             f"{block_size + 1}: use a longer text or a smaller --block_size")
+    return splits
+
+
+def get_batch(data, batch_size, block_size, generator):
+    """batch_size random windows of data: inputs x and next characters y, both (B, T)."""
+    starts = torch.randint(len(data) - block_size, (batch_size, 1), generator=generator, device=data.device)
+    windows = data[starts + torch.arange(block_size + 1, device=data.device)]  # (B, T+1)
+    return windows[:, :-1], windows[:, 1:]
+# ---- end shared: data ----
+
+
+# ---- shared: evaluation ----
+@torch.no_grad()
+def estimate_loss(model, splits, config, autocast):
+    """Mean loss over eval_iters batches of each split: the same batches at every evaluation and in every run."""
+    model.eval()
+    losses = {}
+    for name, data in splits.items():
+        generator = torch.Generator(data.device).manual_seed(config['seed'])
+        total = torch.zeros((), device=data.device)
+        for _ in range(config['eval_iters']):
+            x, y = get_batch(data, config['batch_size'], config['block_size'], generator)
+            with autocast:
+                total += model(x, y)[1].float()
+        losses[name] = total.item() / config['eval_iters']
+    model.train()
+    return losses
+
+
+@torch.no_grad()
+def full_loss(model, data, window, overlap, batch_size, autocast):
+    """Mean loss over data with every character after the first predicted exactly once, deterministically.
+
+    Windows of `window` characters start every `window - overlap`. In all windows but the first,
+    the first `overlap` positions only give the rest their context: the window before scored them.
+    """
+    model.eval()
+    n = len(data) - 1  # characters to predict
+    starts = torch.arange(0, n - overlap, window - overlap, device=data.device)
+    offsets = starts[:, None] + torch.arange(window, device=data.device)
+    inputs = F.pad(data[:-1], (0, window))[offsets]  # right padding: no model here looks ahead,
+    targets = F.pad(data[1:], (0, window), value=-1)[offsets]  # and padding is never scored
+    targets[1:, :overlap] = -1
+    total = 0.0
+    for x, y in zip(inputs.split(batch_size), targets.split(batch_size)):
+        with autocast:
+            total += model(x, y)[1].item() * (y != -1).sum().item()
+    model.train()
+    return total / n
+# ---- end shared: evaluation ----
+
+
+# ---- model: MLP ----
+MODEL_KEYS = ('block_size', 'n_embd', 'n_hidden', 'n_layer')  # the checkpoint fixes these when resuming
+
+
+class MLP(nn.Module):
+    """Embed each of the previous block_size characters, concatenate, hidden layers, logits of the next.
+    Before the text starts there is nothing to see: those context slots hold an extra 'blank' token."""
+
+    def __init__(self, vocab_size, block_size, n_embd, n_hidden, n_layer, dropout):
+        super().__init__()
+        self.block_size, self.blank = block_size, vocab_size
+        self.embedding = nn.Embedding(vocab_size + 1, n_embd)
+        layers, width = [], block_size * n_embd
+        for _ in range(n_layer):
+            layers += [nn.Linear(width, n_hidden), nn.LayerNorm(n_hidden), nn.GELU(), nn.Dropout(dropout)]
+            width = n_hidden
+        self.hidden = nn.Sequential(*layers)
+        self.lm_head = nn.Linear(width, vocab_size)
+        nn.init.zeros_(self.lm_head.weight)  # uniform predictions at the start: loss = ln(vocab_size)
+        nn.init.zeros_(self.lm_head.bias)
+
+    def forward(self, idx, targets=None):
+        B, T = idx.shape
+        padded = F.pad(idx, (self.block_size - 1, 0), value=self.blank)  # (B, block_size - 1 + T)
+        contexts = padded.unfold(1, self.block_size, 1)  # (B, T, block_size): the characters up to each position
+        x = self.embedding(contexts).flatten(2)  # (B, T, block_size * n_embd): the embeddings side by side
+        logits = self.lm_head(self.hidden(x))  # (B, T, vocab_size)
+        if targets is None:
+            return logits, None
+        return logits, F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T), ignore_index=-1)
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
+        return generate(self, idx, max_new_tokens, self.block_size, temperature, top_k, generator)
+
+
+def create_model(config, vocab_size):
+    return MLP(vocab_size, config['block_size'], config['n_embd'], config['n_hidden'], config['n_layer'], config['dropout'])
+
+
+def full_val_windows(config):
+    """Overlapping windows so that every character is predicted from its full block_size context."""
+    return 8 * config['block_size'], config['block_size'] - 1
+# ---- end model ----
+
+
+# ---- shared: sampling ----
+def sample_next(logits, temperature, top_k, generator):
+    """The next character ids (B, 1) from the last position's logits (B, vocab); temperature 0 is greedy."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        kth_best = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+        logits = logits.masked_fill(logits < kth_best, -float('inf'))
+    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
+
+
+@torch.no_grad()
+def generate(model, idx, max_new_tokens, context, temperature=1.0, top_k=None, generator=None):
+    """The lecture's generate: crop to the last `context` characters, predict, sample, append, repeat."""
+    for _ in range(max_new_tokens):
+        logits, _ = model(idx[:, -context:])
+        idx = torch.cat((idx, sample_next(logits[:, -1], temperature, top_k, generator)), dim=1)
+    return idx
+
+
+def read_prompt(config):
+    text = config['prompt']
+    if text.startswith('FILE:'):
+        try:
+            with open(text[5:], encoding='utf-8') as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"cannot read the prompt file {text[5:]}: {getattr(e, 'strerror', None) or e}") from None
+    if not text:
+        raise UsageError("the prompt is empty: give at least one character (the default is a newline)")
+    return text
+
+
+def write_samples(model, chars, config, device, run):
+    """Write num_samples continuations of the prompt to out_dir/samples_<config hash>.txt, under a header
+    that says what made them: same config, seed and device give the same bytes."""
+    prompt_ids = encode(read_prompt(config), chars, 'the prompt').to(device)
+    generator = torch.Generator(device).manual_seed(config['seed'])
+    model.eval()
+    ids = model.generate(prompt_ids.expand(config['num_samples'], -1), config['max_new_tokens'],
+                         config['temperature'], config['top_k'], generator)
+    settings = {name: value for name, value in config.items() if name not in ('resume', 'sample_only')}
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    header = [f"# {SCRIPT} samples: diff two sample files to see what changed between runs",
+              f"# torch {torch.__version__}, device {device.type}, dtype {run['dtype']}, {run['params']:,} parameters",
+              f"# step {run['step']}: train loss {run['train_loss']:.4f}, val loss {run['val_loss']:.4f}, "
+              f"val_loss_full {run['val_loss_full']:.4f}"]
+    header += [f"{name} = {value!r}" for name, value in settings.items()]
+    body = [f"\n-------- sample {i + 1} of {len(ids)} --------\n{decode(row.tolist(), chars)}" for i, row in enumerate(ids)]
+    path = os.path.join(config['out_dir'], f"samples_{digest}.txt")
+    write_atomic(path, lambda f: f.write(('\n'.join(header) + '\n' + '\n'.join(body) + '\n').encode()))
+    return path
+# ---- end shared: sampling ----
+
+
+# ---- shared: files ----
+SCRIPT = os.path.basename(__file__)
+
+
+def write_atomic(path, write):
+    """write(f) into a temporary file beside path, then rename it over path: readers see the old file or the new."""
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def save_checkpoint(path, model, optimizer, scaler, config, chars, step, best_val_loss, losses, generator):
+    """Everything needed to continue or to sample, as tensors and plain values so weights_only loading works."""
+    checkpoint = {
+        'script': SCRIPT, 'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(),
+        'config': config, 'chars': chars, 'step': step, 'best_val_loss': best_val_loss, 'losses': losses,
+        'rng': {'python': random.getstate(), 'torch': torch.get_rng_state(), 'batches': generator.get_state(),
+                'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+    }
+    write_atomic(path, lambda f: torch.save(checkpoint, f))
+
+
+def load_checkpoint(path, device):
+    """A checkpoint of this script, loaded with weights_only=True: tensors and plain values, never code."""
+    if not os.path.exists(path):
+        raise UsageError(f"no checkpoint at {path} to start from: train first (without --resume), or set --out_dir")
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # a truncated zip, random bytes, a pickled object: whatever it is, it is not loaded
+        if 'Weights only load failed' in str(e):
+            raise UsageError(f"{path} holds pickled Python objects, which could run code when loaded: refused") from None
+        raise UsageError(f"{path} is not a readable checkpoint (corrupt or truncated): {str(e).splitlines()[0]}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get('script') != SCRIPT:
+        raise UsageError(f"{path} is not a checkpoint of {SCRIPT}")
+    return checkpoint
+
+
+def restore_rng(rng, generator):
+    random.setstate(rng['python'])
+    torch.set_rng_state(rng['torch'].cpu())
+    generator.set_state(rng['batches'].cpu())
+    if rng['cuda'] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([state.cpu() for state in rng['cuda']])
+
+
+def start_metrics(path, start_step):
+    """metrics.jsonl keeps the evaluations before start_step; a resumed run logs the rest again."""
+    kept = []
+    if start_step > 0 and os.path.exists(path):
+        with open(path) as f:
+            kept = [line for line in f if json.loads(line)['step'] < start_step]
+    write_atomic(path, lambda f: f.write(''.join(kept).encode()))
+
+
+def append_metrics(path, record):
+    with open(path, 'a') as f:
+        f.write(json.dumps(record) + '\n')  # one whole line per write
+# ---- end shared: files ----
+
+
+# ---- shared: training ----
+class TrainingError(Exception):
+    """The run cannot go on (a NaN loss): reported as one line on stderr, exit code 1."""
+
+
+def pick_device(name, local_rank):
+    """'auto' takes CUDA, then Apple MPS, then the CPU; under torchrun each process takes GPU LOCAL_RANK."""
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device '{name}': use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise UsageError(f"device '{name}' asked for, but CUDA is not available here (no GPU, or a CPU-only torch): "
+                         f"use --device=cpu")
+    if device.type == 'cuda':
+        device = torch.device('cuda', local_rank if local_rank is not None else device.index or 0)
+        if device.index >= torch.cuda.device_count():
+            raise UsageError(f"device '{device}' asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+    if device.type == 'mps' and not torch.backends.mps.is_available():
+        raise UsageError(f"device '{name}' asked for, but Apple MPS is not available here: use --device=cpu")
+    if device.type not in ('cpu', 'cuda', 'mps'):
+        raise UsageError(f"device '{name}' is not supported: use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def pick_dtype(name, device):
+    """'auto': bfloat16 on a GPU that has it (float16 with a gradient scaler on older ones), float32 elsewhere."""
+    if name == 'auto':
+        if device.type == 'cuda':
+            name = 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
+        else:
+            name = 'float32'
+    return getattr(torch, name)
+
+
+def learning_rate_at(step, config):
+    """Linear warmup to learning_rate, cosine decay to min_lr at lr_decay_iters, min_lr after."""
+    if step < config['warmup_iters']:
+        return config['learning_rate'] * (step + 1) / (config['warmup_iters'] + 1)
+    if step >= config['lr_decay_iters']:
+        return config['min_lr']
+    progress = (step - config['warmup_iters']) / (config['lr_decay_iters'] - config['warmup_iters'])
+    return config['min_lr'] + 0.5 * (1 + math.cos(math.pi * progress)) * (config['learning_rate'] - config['min_lr'])
+
+
+def make_optimizer(model, config, device):
+    """AdamW with weight decay on the weight matrices of Linear layers only: not on biases, LayerNorms, embeddings."""
+    matrices = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
+    decay = [p for p in model.parameters() if id(p) in matrices]
+    rest = [p for p in model.parameters() if id(p) not in matrices]
+    groups = [{'params': decay, 'weight_decay': config['weight_decay']}, {'params': rest, 'weight_decay': 0.0}]
+    return torch.optim.AdamW([g for g in groups if g['params']], lr=config['learning_rate'],
+                             betas=(config['beta1'], config['beta2']), fused=device.type == 'cuda')
+
+
+def compiled(model, config, device, autocast):
+    """torch.compile on CUDA, tried on one step up front so a failure falls back to eager in one line."""
+    if not (config['compile_model'] and device.type == 'cuda'):
+        return model
+    started = time.perf_counter()
+    model_c = torch.compile(model)
+    x = torch.zeros(config['batch_size'], config['block_size'], dtype=torch.long, device=device)
+    try:
+        with torch.random.fork_rng(devices=[device]), autocast:
+            model_c(x, x)[1].backward()
+    except Exception as e:
+        print(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:100]}): running eagerly")
+        return model
+    finally:
+        model.zero_grad(set_to_none=True)
+    print(f"compiled the model in {time.perf_counter() - started:.1f} s")
+    return model_c
+
+
+def merge_checkpoint_config(config, overridden, checkpoint):
+    """Resuming or sampling: the checkpoint's hyperparameters, with this command's overrides on top.
+    The model's shape comes from the checkpoint; an override that contradicts it is an error."""
+    merged = dict(checkpoint['config'])
+    for name in overridden:
+        if name in MODEL_KEYS and config[name] != merged[name]:
+            raise UsageError(f"{name} = {config[name]!r} here, but the checkpoint was trained with {name} = "
+                             f"{merged[name]!r}: drop the override, or train afresh in another --out_dir")
+        merged[name] = config[name]
+    for name in ('resume', 'sample_only', 'out_dir'):
+        merged[name] = config[name]
+    return merged
+
+
+def main(config, overridden=()):
+    """Train as config says (or resume, or only sample). Returns the summary of a training run."""
+    config = dict(config)
+    distributed = 'RANK' in os.environ  # set by torchrun
+    rank, world_size = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
+    log = print if rank == 0 else (lambda *args, **kwargs: None)
+    check_config(config)
+    ckpt_path = os.path.join(config['out_dir'], 'ckpt.pt')
+    checkpoint = None
+    if config['resume'] or config['sample_only']:
+        checkpoint = load_checkpoint(ckpt_path, 'cpu')
+        config = merge_checkpoint_config(config, overridden, checkpoint)
+        check_config(config)
+        log(f"{'resuming' if config['resume'] else 'sampling'} from {ckpt_path}, step {checkpoint['step']}")
+    if overridden:
+        log("overrides: " + ", ".join(f"{name}={config[name]!r}" for name in dict.fromkeys(overridden)))
+    if config['gradient_accumulation_steps'] % world_size:
+        raise UsageError(f"gradient_accumulation_steps ({config['gradient_accumulation_steps']}) must be divisible "
+                         f"by the number of processes ({world_size})")
+    device = pick_device(config['device'], int(os.environ['LOCAL_RANK']) if distributed else None)
+    dtype = pick_dtype(config['dtype'], device)
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        os.makedirs(config['out_dir'], exist_ok=True)
+        write_atomic(os.path.join(config['out_dir'], '.write_test'), lambda f: f.write(b''))
+        os.remove(os.path.join(config['out_dir'], '.write_test'))
+    except OSError as e:
+        raise UsageError(f"cannot write to out_dir {config['out_dir']}: {e.strerror}") from None
+    if distributed:
+        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+        if device.type == 'cuda':
+            torch.cuda.set_device(device)
+    random.seed(config['seed'] + rank)
+    torch.manual_seed(config['seed'] + rank)  # dropout differs by rank; DDP copies rank 0's initial weights
+
+    if config['sample_only']:
+        chars, splits = checkpoint['chars'], None
+    else:
+        text = read_text(config['input_path'])
+        chars = ''.join(sorted(set(text)))
+        if len(chars) < 2:
+            raise UsageError(f"input_path {config['input_path']} has a vocabulary of one character ({chars!r}): nothing to learn")
+        if checkpoint and checkpoint['chars'] != chars:
+            raise UsageError(f"the checkpoint's vocabulary ({len(checkpoint['chars'])} characters) is not that of "
+                             f"{config['input_path']} ({len(chars)} characters): resume with the text it was trained on")
+        splits = {name: split.to(device) for name, split in split_data(encode(text, chars, 'the text'), config['block_size']).items()}
+        log(f"data: {config['input_path']}, {len(text):,} characters, vocabulary of {len(chars)}, "
+            f"train {len(splits['train']):,}, val {len(splits['val']):,}")
+
+    model = create_model(config, len(chars)).to(device)
+    params = sum(p.numel() for p in model.parameters())
+    optimizer = make_optimizer(model, config, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    generator = torch.Generator(device).manual_seed(config['seed'])
+    if checkpoint:
+        try:
+            model.load_state_dict(checkpoint['model'])
+            optimizer.load_state_dict(checkpoint['optimizer'])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise UsageError(f"{ckpt_path} does not fit this model: {str(e).splitlines()[0]}") from None
+        scaler.load_state_dict(checkpoint['scaler'])
+        restore_rng(checkpoint['rng'], generator)
+    log(f"{SCRIPT}: {params:,} parameters ({params / 1e6:.2f}M), device {device}, dtype {str(dtype)[6:]}"
+        + (f", {world_size} processes" if distributed else ""))
+    run = {'dtype': str(dtype)[6:], 'params': params}
+    if config['sample_only']:
+        run.update(step=checkpoint['step'], **checkpoint['losses'])
+        log(f"wrote {write_samples(model, chars, config, device, run)}")
+        return None
+
+    summary = train(model, optimizer, scaler, generator, splits, chars, config, device, autocast, checkpoint, run, rank, world_size)
+    if distributed:
+        dist.destroy_process_group()
+    return summary
+
+
+def train(model, optimizer, scaler, generator, splits, chars, config, device, autocast, checkpoint, run, rank, world_size):
+    """The training loop: evaluate every eval_interval steps and at the end, checkpoint when val improves."""
+    ckpt_path = os.path.join(config['out_dir'], 'ckpt.pt')
+    metrics_path = os.path.join(config['out_dir'], 'metrics.jsonl')
+    start_step = checkpoint['step'] if checkpoint else 0
+    best_val_loss = checkpoint['best_val_loss'] if checkpoint else float('inf')
+    micro_steps = config['gradient_accumulation_steps'] // world_size
+    tokens_per_step = config['gradient_accumulation_steps'] * config['batch_size'] * config['block_size']
+    fast_model = train_model = compiled(model, config, device, autocast)
+    if world_size > 1:
+        train_model = DDP(fast_model, device_ids=[device.index] if device.type == 'cuda' else None)
+    if rank == 0:
+        start_metrics(metrics_path, start_step)
+        warn_if_slow(config, device, run['params'] * 6 * tokens_per_step * (config['max_iters'] - start_step))
+        print(f"training: {tokens_per_step:,} tokens per step, steps {start_step} to {config['max_iters']}, "
+              f"lr warmup {config['warmup_iters']} then cosine to {config['min_lr']:g} at step {config['lr_decay_iters']}"
+              + (f", resumed from {ckpt_path}" if checkpoint else ""))
+    pending = []  # (step, loss on the device) not yet read back
+    losses, step_seconds, eval_seconds = {}, 0.0, 0.0
+    bar = tqdm(total=config['max_iters'], initial=start_step, unit='step', disable=rank != 0 or None, dynamic_ncols=True)
+    with stop_requests(enabled=world_size == 1) as stop_requested:
+        for step in range(start_step, config['max_iters'] + 1):
+            last_step = step == config['max_iters']
+            if step % config['eval_interval'] == 0 or last_step:
+                read_back(pending, bar, world_size)
+                if rank == 0:
+                    started = time.perf_counter()
+                    losses = estimate_loss(fast_model, splits, config, autocast)
+                    eval_seconds += time.perf_counter() - started
+                    if not all(map(math.isfinite, losses.values())):
+                        raise TrainingError(f"the estimated loss is {losses} at step {step}: stopping; {ckpt_path} keeps "
+                                            f"the last good weights. Try a lower --learning_rate")
+                    tokens_per_second = tokens_per_step * (step - start_step) / max(step_seconds, 1e-9)
+                    tqdm.write(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+                    append_metrics(metrics_path, {'step': step, 'train_loss': losses['train'], 'val_loss': losses['val'],
+                                                  'lr': learning_rate_at(step, config), 'elapsed': step_seconds + eval_seconds,
+                                                  'tokens_per_second': tokens_per_second})
+                    if losses['val'] < best_val_loss:
+                        best_val_loss = losses['val']
+                        if start_step < step < config['max_iters']:
+                            save_checkpoint(ckpt_path, model, optimizer, scaler, config, chars, step, best_val_loss,
+                                            dict(losses_of(losses), val_loss_full=float('nan')), generator)
+            if last_step:
+                break
+            started = time.perf_counter()
+            pending.append((step, train_step(train_model, model, optimizer, scaler, generator, splits['train'], config,
+                                             autocast, step, micro_steps, rank, world_size)))
+            if len(pending) == config['log_interval']:
+                read_back(pending, bar, world_size)
+            step_seconds += time.perf_counter() - started
+            bar.update()
+            if stop_requested:
+                read_back(pending, bar, world_size)
+                save_checkpoint(ckpt_path, model, optimizer, scaler, config, chars, step + 1, best_val_loss,
+                                dict(losses_of(losses), val_loss_full=float('nan')), generator)
+                resume_args = [arg for arg in sys.argv[1:] if not arg.startswith('--resume=')]
+                raise KeyboardInterrupt(f"saved {ckpt_path} at step {step + 1}; continue with: "
+                                        f"python {SCRIPT} {' '.join(resume_args + ['--resume=true'])}")
+    bar.close()
+    if rank != 0:
+        return None
+
+    window, overlap = full_val_windows(config)
+    val_loss_full = full_loss(model, splits['val'], window, overlap, config['batch_size'], autocast)
+    run.update(step=config['max_iters'], train_loss=losses['train'], val_loss=losses['val'], val_loss_full=val_loss_full)
+    save_checkpoint(ckpt_path, model, optimizer, scaler, config, chars, config['max_iters'], best_val_loss,
+                    {k: run[k] for k in ('train_loss', 'val_loss', 'val_loss_full')}, generator)
+    samples_path = write_samples(model, chars, config, device, run)
+    summary = {'script': SCRIPT, 'config': config, 'iters': config['max_iters'], 'train_loss': losses['train'],
+               'val_loss': losses['val'], 'val_loss_full': val_loss_full, 'best_val_loss': best_val_loss,
+               'train_seconds': step_seconds + eval_seconds, 'eval_seconds': eval_seconds,
+               'tokens_per_second': tokens_per_step * (config['max_iters'] - start_step) / max(step_seconds, 1e-9),
+               'device': str(device), 'dtype': run['dtype'], 'processes': world_size, 'params': run['params'],
+               'torch': torch.__version__, 'samples_path': samples_path, 'checkpoint': ckpt_path}
+    summary_path = os.path.join(config['out_dir'], 'summary.json')
+    write_atomic(summary_path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    print(f"val_loss_full {val_loss_full:.4f} (every val character once); trained {summary['train_seconds']:.1f} s "
+          f"at {summary['tokens_per_second']:,.0f} tokens/s")
+    print(f"wrote {samples_path}, {summary_path}, {metrics_path}, {ckpt_path}")
+    return summary
+
+
+def train_step(train_model, model, optimizer, scaler, generator, data, config, autocast, step, micro_steps, rank, world_size):
+    """One optimizer step over the global batch. Every process draws the whole batch from the same generator
+    and trains on its own micro-batches, so the data (and the result) do not depend on the number of processes."""
+    for group in optimizer.param_groups:
+        group['lr'] = learning_rate_at(step, config)
+    x, y = get_batch(data, config['gradient_accumulation_steps'] * config['batch_size'], config['block_size'], generator)
+    mine = list(zip(x.split(config['batch_size']), y.split(config['batch_size'])))[rank * micro_steps:(rank + 1) * micro_steps]
+    step_loss = torch.zeros((), device=data.device)
+    for i, (xb, yb) in enumerate(mine):
+        # gradients are averaged across processes on the last micro-step only
+        with train_model.no_sync() if world_size > 1 and i < micro_steps - 1 else contextlib.nullcontext():
+            with autocast:
+                _, loss = train_model(xb, yb)
+            scaler.scale(loss / micro_steps).backward()
+        step_loss += loss.detach().float() / micro_steps
+    if config['grad_clip']:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config['grad_clip'])
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return step_loss
+
+
+def read_back(pending, bar, world_size):
+    """Bring the pending step losses to the host (averaged over processes), stop at the first that is not finite."""
+    if not pending:
+        return
+    values = torch.stack([loss for _, loss in pending])
+    if world_size > 1:
+        dist.all_reduce(values)
+        values /= world_size
+    for (step, _), value in zip(pending, values.tolist()):
+        if not math.isfinite(value):
+            raise TrainingError(f"the loss is {value} at step {step}: stopping without saving these weights; the last "
+                                f"checkpoint keeps the last good ones. Try a lower --learning_rate or --grad_clip=1")
+    bar.set_postfix(loss=f"{values[-1]:.4f}")
+    pending.clear()
+
+
+@contextlib.contextmanager
+def stop_requests(enabled):
+    """A list that the first Ctrl-C appends to, so the loop stops after the current step and checkpoints;
+    the second Ctrl-C stops at once (the last checkpoint stays intact: writes are atomic)."""
+    requested = []
+
+    def handler(signum, frame):
+        requested.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        tqdm.write("interrupt: stopping after this step to save a checkpoint (Ctrl-C again to stop at once)")
+
+    previous = signal.signal(signal.SIGINT, handler) if enabled else None
+    try:
+        yield requested
+    finally:
+        if enabled:
+            signal.signal(signal.SIGINT, previous)
+
+
+def losses_of(estimate):
+    return {'train_loss': estimate.get('train', float('nan')), 'val_loss': estimate.get('val', float('nan'))}
+
+
+def warn_if_slow(config, device, flops):
+    """Say at once when a run is sized for a GPU but started on a CPU."""
+    if device.type == 'cpu' and flops > 1e14:
+        cpu_config = f"configs/{SCRIPT[:-3]}_cpu.py"
+        hint = f"python {SCRIPT} {cpu_config}" if os.path.exists(cpu_config) else "smaller settings"
+        print(f"note: this run is sized for a GPU (about {flops:.1e} FLOPs: hours on a CPU). For a few minutes on "
+              f"a CPU, use {hint}")
+# ---- end shared: training ----
+
+
+# ---- shared: command line ----
+def run_command_line(args):
+    """Parse the overrides, run main, and turn the expected failures into one line on stderr and an exit code."""
+    if args[:1] in (['-h'], ['--help']):
+        print(__doc__)
+        return 0
+    prefix = f"{SCRIPT}" + (f" [rank {os.environ['RANK']}]" if 'RANK' in os.environ else "")
+    try:
+        main(*parse_overrides(args, DEFAULTS))
+    except UsageError as e:
+        print(f"{prefix}: error: {e}", file=sys.stderr)
+        return 2
+    except torch.OutOfMemoryError:
+        print(f"{prefix}: error: out of GPU memory: try a smaller --batch_size or --block_size "
+              f"(with more --gradient_accumulation_steps to keep the batch)", file=sys.stderr)
+        return 2
+    except TrainingError as e:
+        print(f"{prefix}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as e:
+        print(f"{prefix}: interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(run_command_line(sys.argv[1:]))
+# ---- end shared: command line ----
