@@ -44,12 +44,12 @@ compile_model = False      # torch.compile the model on CUDA: nothing to gain fo
 resume = False             # continue training from out_dir/ckpt.pt
 sample_only = False        # load out_dir/ckpt.pt, write a sample file, train nothing
 # data
-batch_size = 32            # windows per micro-step; each predicts its block_size characters
-block_size = 8             # window length (the bigram itself only ever looks at one character)
+batch_size = 64            # windows per micro-step; each predicts its block_size characters
+block_size = 64            # window length (the bigram itself only ever looks at one character)
 # optimizer: AdamW, linear warmup, then cosine decay to min_lr
 max_iters = 3000           # optimizer steps
-learning_rate = 1e-1       # peak learning rate, reached after warmup_iters
-min_lr = 1e-2              # learning rate from lr_decay_iters on
+learning_rate = 3e-2       # peak learning rate, reached after warmup_iters
+min_lr = 1e-3              # learning rate from lr_decay_iters on
 warmup_iters = 0           # steps of linear warmup from 0
 lr_decay_iters = 3000      # its own setting, so a run extended with --max_iters keeps its schedule
 weight_decay = 0.0         # on the weight matrices of Linear layers only (the bigram has none)
@@ -201,7 +201,7 @@ def download_shakespeare(path):
     try:
         with urllib.request.urlopen(DATA_URL, timeout=60) as response:
             data = response.read(DATA_BYTES + 1)
-    except OSError as e:
+    except Exception as e:  # no network, refused, timed out, cut short
         raise UsageError(f"could not download {DATA_URL} ({e}): save that file as {path} yourself, "
                          f"or point --input_path at a text file of your own") from None
     if len(data) != DATA_BYTES or hashlib.md5(data).hexdigest() != DATA_MD5:
@@ -445,6 +445,15 @@ class TrainingError(Exception):
     """The run cannot go on (a NaN loss): reported as one line on stderr, exit code 1."""
 
 
+def check_writable(out_dir):
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        write_atomic(os.path.join(out_dir, '.write_test'), lambda f: f.write(b''))
+        os.remove(os.path.join(out_dir, '.write_test'))
+    except OSError as e:
+        raise UsageError(f"cannot write to out_dir {out_dir}: {e.strerror}") from None
+
+
 def pick_device(name, local_rank):
     """'auto' takes CUDA, then Apple MPS, then the CPU; under torchrun each process takes GPU LOCAL_RANK."""
     if name == 'auto':
@@ -553,12 +562,8 @@ def main(config, overridden=()):
     dtype = pick_dtype(config['dtype'], device)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    try:
-        os.makedirs(config['out_dir'], exist_ok=True)
-        write_atomic(os.path.join(config['out_dir'], '.write_test'), lambda f: f.write(b''))
-        os.remove(os.path.join(config['out_dir'], '.write_test'))
-    except OSError as e:
-        raise UsageError(f"cannot write to out_dir {config['out_dir']}: {e.strerror}") from None
+    if rank == 0:
+        check_writable(config['out_dir'])
     if distributed:
         dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
         if device.type == 'cuda':

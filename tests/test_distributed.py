@@ -1,0 +1,83 @@
+"""torchrun with DistributedDataParallel on the CPU (gloo): same training as one process, one set of files."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+from conftest import ROOT, load, run_script, tiny_args
+
+# the global batch is gradient_accumulation_steps * batch_size windows, whatever the number of processes
+DDP_SETTINGS = dict(gradient_accumulation_steps=2, dropout=0.0, max_iters=12, eval_interval=6, lr_decay_iters=12)
+
+
+def torchrun(args, cwd, nproc=2, timeout=150):
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+    return subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}',
+                           *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_two_processes_train_like_one(tmp_path, text_file):
+    """Two ranks, each with one of the two micro-batches, end with the weights of one process doing both:
+    the data order is the same by construction, so only the order of float additions differs."""
+    ddp_args = tiny_args('gpt', tmp_path / 'ddp', text_file, **DDP_SETTINGS)
+    single_args = tiny_args('gpt', tmp_path / 'single', text_file, **DDP_SETTINGS)
+    ddp = torchrun([os.path.join(ROOT, 'gpt.py'), *ddp_args], cwd=tmp_path)
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    single = run_script('gpt', single_args, cwd=tmp_path)
+    assert single.returncode == 0, single.stderr[-2000:]
+
+    ddp_out, single_out = tmp_path / 'ddp' / 'out', tmp_path / 'single' / 'out'
+    def names(folder):  # the sample file's name hashes the config, out_dir included
+        return sorted('samples_*.txt' if p.name.startswith('samples_') else p.name for p in folder.iterdir())
+    assert names(ddp_out) == names(single_out) == ['ckpt.pt', 'metrics.jsonl', 'samples_*.txt', 'summary.json']
+    assert len((ddp_out / 'metrics.jsonl').read_text().splitlines()) == 3  # steps 0, 6, 12: written once, by rank 0
+    ddp_weights = torch.load(ddp_out / 'ckpt.pt', weights_only=True)['model']
+    single_weights = torch.load(single_out / 'ckpt.pt', weights_only=True)['model']
+    for name, tensor in single_weights.items():
+        assert not name.startswith(('module.', '_orig_mod.'))
+        torch.testing.assert_close(ddp_weights[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+
+    # and the checkpoint written under torchrun continues in a plain single-process run
+    resumed = run_script('gpt', ddp_args + ['--resume=true', '--max_iters=14'], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert torch.load(ddp_out / 'ckpt.pt', weights_only=True)['step'] == 14
+
+
+def test_indivisible_accumulation_is_a_clear_error(tmp_path, text_file):
+    args = tiny_args('gpt', tmp_path, text_file, **dict(DDP_SETTINGS, gradient_accumulation_steps=3))
+    result = torchrun([os.path.join(ROOT, 'gpt.py'), *args], cwd=tmp_path)
+    assert result.returncode != 0
+    assert 'gradient_accumulation_steps (3) must be divisible by the number of processes (2)' in result.stderr
+    assert 'gpt.py", line' not in result.stderr  # torchrun prints its own summary; gpt.py prints one line
+
+
+def test_a_failing_rank_ends_the_job(tmp_path, text_file):
+    """Rank 1 fails mid-run while rank 0 waits for it in a collective: torchrun ends the whole job, no hang."""
+    launcher = tmp_path / 'fail_on_rank_1.py'
+    launcher.write_text(textwrap.dedent(f"""
+        import os, sys
+        sys.argv[0] = 'gpt.py'
+        sys.path.insert(0, {ROOT!r})
+        import gpt
+        original = gpt.train_step
+        def train_step(*args):
+            if os.environ['RANK'] == '1' and args[8] == 5:  # the step
+                raise gpt.TrainingError('injected failure on rank 1 at step 5')
+            return original(*args)
+        gpt.train_step = train_step
+        sys.exit(gpt.run_command_line(sys.argv[1:]))
+    """))
+    args = tiny_args('gpt', tmp_path, text_file, **dict(DDP_SETTINGS, max_iters=50, lr_decay_iters=50))
+    result = torchrun([str(launcher), *args], cwd=tmp_path, timeout=120)
+    assert result.returncode != 0
+    assert 'injected failure on rank 1 at step 5' in result.stderr
+
+
+def test_plain_run_sets_up_no_process_group(tmp_path, text_file):
+    """python gpt.py never touches torch.distributed."""
+    gpt = load('gpt')
+    from conftest import tiny_config
+    gpt.main(tiny_config(gpt, tmp_path, text_file, max_iters=2, eval_interval=2))
+    assert not torch.distributed.is_initialized()
