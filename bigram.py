@@ -168,7 +168,6 @@ def check_config(config):
     require(config['top_k'] is None or config['top_k'] >= 1, f"top_k must be at least 1 (or none), got {config['top_k']}")
     require(config['dtype'] in ('auto', 'float32', 'bfloat16', 'float16'),
             f"dtype must be auto, float32, bfloat16 or float16, got '{config['dtype']}'")
-    require(not (config['resume'] and config['sample_only']), "resume and sample_only exclude each other: pick one")
 # ---- end shared: overrides ----
 
 
@@ -409,7 +408,7 @@ def load_checkpoint(path, device):
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # a truncated zip, random bytes, a pickled object: whatever it is, it is not loaded
-        if 'Weights only load failed' in str(e):
+        if 'Unsupported global' in str(e):
             raise UsageError(f"{path} holds pickled Python objects, which could run code when loaded: refused") from None
         raise UsageError(f"{path} is not a readable checkpoint (corrupt or truncated): {str(e).splitlines()[0]}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get('script') != SCRIPT:
@@ -545,13 +544,15 @@ def main(config, overridden=()):
     distributed = 'RANK' in os.environ  # set by torchrun
     rank, world_size = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
     log = print if rank == 0 else (lambda *args, **kwargs: None)
-    check_config(config)
     ckpt_path = os.path.join(config['out_dir'], 'ckpt.pt')
     checkpoint = None
+    if config['resume'] and config['sample_only']:
+        raise UsageError("resume and sample_only exclude each other: pick one")
     if config['resume'] or config['sample_only']:
         checkpoint = load_checkpoint(ckpt_path, 'cpu')
         config = merge_checkpoint_config(config, overridden, checkpoint)
-        check_config(config)
+    check_config(config)
+    if checkpoint:
         log(f"{'resuming' if config['resume'] else 'sampling'} from {ckpt_path}, step {checkpoint['step']}")
     if overridden:
         log("overrides: " + ", ".join(f"{name}={config[name]!r}" for name in dict.fromkeys(overridden)))
@@ -562,8 +563,6 @@ def main(config, overridden=()):
     dtype = pick_dtype(config['dtype'], device)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    if rank == 0:
-        check_writable(config['out_dir'])
     if distributed:
         dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
         if device.type == 'cuda':
@@ -585,6 +584,8 @@ def main(config, overridden=()):
         log(f"data: {config['input_path']}, {len(text):,} characters, vocabulary of {len(chars)}, "
             f"train {len(splits['train']):,}, val {len(splits['val']):,}")
 
+    if rank == 0:
+        check_writable(config['out_dir'])
     model = create_model(config, len(chars)).to(device)
     params = sum(p.numel() for p in model.parameters())
     optimizer = make_optimizer(model, config, device)

@@ -267,8 +267,8 @@ def test_bad_dtype(script, value):
     assert 'dtype' in message
 
 
-def test_resume_and_sample_only_exclude_each_other(script):
-    """resume and sample_only together are refused."""
-    message = check_error(script, resume=True, sample_only=True)
-    assert 'resume' in message and 'sample_only' in message
-    script.check_config(dict(script.DEFAULTS, sample_only=True))
+def test_resume_and_sample_only_exclude_each_other(script, tmp_path):
+    """resume and sample_only together are refused before anything is loaded."""
+    config = dict(script.DEFAULTS, resume=True, sample_only=True, out_dir=str(tmp_path))
+    with pytest.raises(script.UsageError, match='resume and sample_only exclude each other'):
+        script.main(config)

@@ -1,0 +1,192 @@
+"""Faults during a run: Ctrl-C, a loss that turns NaN, a checkpoint write that fails."""
+import errno
+import inspect
+import json
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, load, run_script, tiny_args, tiny_config
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    """In-process runs use one thread, as the subprocesses do (OMP_NUM_THREADS=1): tiny models run faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def load_ckpt(path):
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def tmp_files(folder):
+    return [name for name in os.listdir(folder) if name.endswith('.tmp')]
+
+
+# ------------------------------------------------------------------------------ SIGINT
+def test_sigint_checkpoints_and_resumes_exactly(tmp_path, text_file):
+    """Ctrl-C during training: exit 130, no traceback, ckpt.pt at the step it stopped at, and stderr gives the
+    command to continue; that command runs to the end, and its final weights equal an uninterrupted run's."""
+    max_iters = 400  # seconds of training: the interrupt comes a few steps in
+    args = tiny_args('gpt', tmp_path, text_file, max_iters=max_iters, lr_decay_iters=max_iters, eval_interval=150)
+    out_dir = tmp_path / 'out'
+    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
+    with open(tmp_path / 'stdout', 'w') as stdout, open(tmp_path / 'stderr', 'w') as stderr:
+        process = subprocess.Popen([sys.executable, os.path.join(ROOT, 'gpt.py'), *args], cwd=ROOT, env=env,
+                                   stdout=stdout, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 60
+            while not ((out_dir / 'metrics.jsonl').exists() and (out_dir / 'metrics.jsonl').read_text().strip()):
+                assert process.poll() is None, f"exited {process.returncode} before training started"
+                assert time.monotonic() < deadline, "training did not start within 60 s"
+                time.sleep(0.02)
+            process.send_signal(signal.SIGINT)
+            returncode = process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    out, err = (tmp_path / 'stdout').read_text(), (tmp_path / 'stderr').read_text()
+    assert returncode == 130, f"exit {returncode}\nstdout:\n{out}\nstderr:\n{err}"
+    assert 'Traceback' not in out + err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert 'interrupted' in err and '--resume=true' in err
+    hint = shlex.split(err.split('continue with: ', 1)[1])
+    assert hint[:2] == ['python', 'gpt.py'] and hint[2:] == args + ['--resume=true']
+    stopped = load_ckpt(out_dir / 'ckpt.pt')['step']
+    assert f'at step {stopped};' in err
+    assert 0 < stopped < max_iters
+    assert not os.path.exists(out_dir / 'summary.json')
+
+    resumed = run_script('gpt', hint[2:])
+    assert resumed.returncode == 0, resumed.stderr
+    assert 'Traceback' not in resumed.stdout + resumed.stderr
+    ckpt = load_ckpt(out_dir / 'ckpt.pt')
+    assert ckpt['step'] == max_iters
+    with open(out_dir / 'metrics.jsonl') as f:
+        assert [json.loads(line)['step'] for line in f] == [0, 150, 300, 400]
+
+    whole = tmp_path / 'whole'
+    assert run_script('gpt', args + [f'--out_dir={whole}']).returncode == 0
+    reference = load_ckpt(whole / 'ckpt.pt')['model']
+    assert reference.keys() == ckpt['model'].keys()
+    for name, tensor in reference.items():
+        assert torch.equal(tensor, ckpt['model'][name]), name
+
+
+# ------------------------------------------------------------------------------ NaN
+def poison(module, monkeypatch, at_step, report):
+    """Wrap module.train_step: at at_step fill the weights with NaN; from then on return a NaN loss
+    (report='nan') or a made-up finite one (report='finite', so that only the evaluation can notice)."""
+    original = module.train_step
+    signature = inspect.signature(original)
+
+    def train_step(*args, **kwargs):
+        loss = original(*args, **kwargs)
+        arguments = signature.bind(*args, **kwargs).arguments
+        if arguments['step'] == at_step:
+            with torch.no_grad():
+                for p in arguments['model'].parameters():
+                    p.fill_(float('nan'))
+        if arguments['step'] >= at_step:
+            return torch.tensor(float('nan') if report == 'nan' else 1.0)
+        return loss
+
+    monkeypatch.setattr(module, 'train_step', train_step)
+
+
+@pytest.mark.parametrize('report, caught_at', [('nan', 'the loss is nan at step 15'),
+                                               ('finite', 'the estimated loss is {')])
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(monkeypatch, tmp_path, text_file, report, caught_at):
+    """A NaN loss (seen at the next read-back) or NaN weights behind finite losses (seen at the next evaluation)
+    raise TrainingError naming the step; ckpt.pt still holds the finite weights of step 10, nothing else is written."""
+    module = load('gpt')
+    poison(module, monkeypatch, 15, report)
+    with pytest.raises(module.TrainingError) as raised:
+        module.main(tiny_config(module, tmp_path, text_file))
+    message = str(raised.value)
+    assert caught_at in message
+    assert ('at step 15' if report == 'nan' else 'at step 20') in message
+    out_dir = tmp_path / 'out'
+    ckpt = load_ckpt(out_dir / 'ckpt.pt')
+    assert ckpt['step'] == 10
+    assert all(torch.isfinite(t).all() for t in ckpt['model'].values())
+    assert math.isfinite(ckpt['best_val_loss'])
+    assert not (out_dir / 'summary.json').exists()
+    assert not [name for name in os.listdir(out_dir) if name.startswith('samples_')]
+    assert not tmp_files(out_dir)
+
+
+def test_nan_on_the_command_line_exits_1(monkeypatch, tmp_path, text_file, capsys):
+    """The command-line entry turns TrainingError into exit code 1 and one line on stderr, no traceback."""
+    module = load('gpt')
+    poison(module, monkeypatch, 15, 'nan')
+    assert module.run_command_line(tiny_args('gpt', tmp_path, text_file)) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert lines[-1].startswith('gpt.py: error: the loss is nan at step 15')
+    assert 'Traceback' not in captured.out + captured.err
+
+
+# ------------------------------------------------------------------------------ failed writes
+@pytest.fixture
+def trained(tmp_path, text_file):
+    """A finished tiny gpt run (in this process): its module, config and out_dir."""
+    module = load('gpt')
+    config = tiny_config(module, tmp_path, text_file)
+    module.main(config)
+    return module, config, tmp_path / 'out'
+
+
+def test_failed_checkpoint_write_keeps_the_old_checkpoint(trained, monkeypatch):
+    """When the rename of a new checkpoint fails (disk full, ...), the error reaches the caller, the old ckpt.pt
+    still loads with its old step, and no .tmp file is left behind."""
+    module, config, out_dir = trained
+    path = str(out_dir / 'ckpt.pt')
+    old = load_ckpt(path)
+    old_bytes = (out_dir / 'ckpt.pt').read_bytes()
+    model = module.create_model(config, len(old['chars']))
+    optimizer = module.make_optimizer(model, config, torch.device('cpu'))
+    scaler = torch.amp.GradScaler('cpu', enabled=False)
+    generator = torch.Generator().manual_seed(0)
+
+    def no_space(src, dst):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(module.os, 'replace', no_space)
+    with pytest.raises(OSError):
+        module.save_checkpoint(path, model, optimizer, scaler, config, old['chars'], 999, 0.5,
+                               {'train_loss': 1.0, 'val_loss': 1.0, 'val_loss_full': 1.0}, generator)
+    monkeypatch.undo()
+    assert (out_dir / 'ckpt.pt').read_bytes() == old_bytes
+    assert load_ckpt(path)['step'] == config['max_iters']
+    assert not tmp_files(out_dir)
+
+
+@pytest.mark.parametrize('failure', [OSError(errno.ENOSPC, 'No space left on device'), KeyboardInterrupt()],
+                         ids=['disk-full', 'ctrl-c'])
+def test_write_interrupted_halfway_keeps_the_old_file(trained, failure):
+    """A write that fails halfway (or a Ctrl-C during it) leaves the old file whole and removes the temporary file."""
+    module, config, out_dir = trained
+    path = str(out_dir / 'ckpt.pt')
+    old_bytes = (out_dir / 'ckpt.pt').read_bytes()
+
+    def half_then_fail(f):
+        f.write(old_bytes[:len(old_bytes) // 2])
+        raise failure
+
+    with pytest.raises(type(failure)):
+        module.write_atomic(path, half_then_fail)
+    assert (out_dir / 'ckpt.pt').read_bytes() == old_bytes
+    assert load_ckpt(path)['step'] == config['max_iters']
+    assert not tmp_files(out_dir)
