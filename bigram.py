@@ -165,6 +165,8 @@ def check_config(config):
     if 'n_head' in config:
         require(config['n_embd'] % config['n_head'] == 0,
                 f"n_embd ({config['n_embd']}) must be divisible by n_head ({config['n_head']})")
+        require(not config['rope'] or config['n_embd'] // config['n_head'] % 2 == 0,
+                f"rope needs an even head size, n_embd / n_head = {config['n_embd'] // config['n_head']}")
     require(config['top_k'] is None or config['top_k'] >= 1, f"top_k must be at least 1 (or none), got {config['top_k']}")
     require(config['dtype'] in ('auto', 'float32', 'bfloat16', 'float16'),
             f"dtype must be auto, float32, bfloat16 or float16, got '{config['dtype']}'")
@@ -646,7 +648,9 @@ def train(model, optimizer, scaler, generator, splits, chars, config, device, au
                         raise TrainingError(f"the estimated loss is {losses} at step {step}: stopping; {ckpt_path} keeps "
                                             f"the last good weights. Try a lower --learning_rate")
                     tokens_per_second = tokens_per_step * (step - start_step) / max(step_seconds, 1e-9)
-                    tqdm.write(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+                    eta = (config['max_iters'] - step) * step_seconds / max(step - start_step, 1)
+                    speed = f" ({tokens_per_second:,.0f} tokens/s, ETA {eta:.0f} s)" if step > start_step else ""
+                    tqdm.write(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}{speed}")
                     append_metrics(metrics_path, {'step': step, 'train_loss': losses['train'], 'val_loss': losses['val'],
                                                   'lr': learning_rate_at(step, config), 'elapsed': step_seconds + eval_seconds,
                                                   'tokens_per_second': tokens_per_second})

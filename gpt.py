@@ -54,6 +54,7 @@ n_layer = 6                # Transformer blocks
 n_head = 6                 # attention heads per block
 n_embd = 384               # width of the residual stream
 dropout = 0.2              # on embeddings, attention weights and each residual branch
+rope = True                # rotary position embeddings on queries and keys; False: the lecture's learned table
 # optimizer: AdamW, linear warmup, then cosine decay to min_lr
 max_iters = 5000           # optimizer steps
 learning_rate = 1e-3       # peak learning rate, reached after warmup_iters
@@ -173,6 +174,8 @@ def check_config(config):
     if 'n_head' in config:
         require(config['n_embd'] % config['n_head'] == 0,
                 f"n_embd ({config['n_embd']}) must be divisible by n_head ({config['n_head']})")
+        require(not config['rope'] or config['n_embd'] // config['n_head'] % 2 == 0,
+                f"rope needs an even head size, n_embd / n_head = {config['n_embd'] // config['n_head']}")
     require(config['top_k'] is None or config['top_k'] >= 1, f"top_k must be at least 1 (or none), got {config['top_k']}")
     require(config['dtype'] in ('auto', 'float32', 'bfloat16', 'float16'),
             f"dtype must be auto, float32, bfloat16 or float16, got '{config['dtype']}'")
@@ -291,7 +294,7 @@ def full_loss(model, data, window, overlap, batch_size, autocast):
 
 
 # ---- model: GPT ----
-MODEL_KEYS = ('block_size', 'n_layer', 'n_head', 'n_embd')  # the checkpoint fixes these when resuming
+MODEL_KEYS = ('block_size', 'n_layer', 'n_head', 'n_embd', 'rope')  # the checkpoint fixes these when resuming
 
 
 class CausalSelfAttention(nn.Module):
@@ -304,10 +307,12 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(n_embd, n_embd)
         self.resid_dropout = nn.Dropout(dropout)
 
-    def forward(self, x, cache=None):
+    def forward(self, x, rotation=None, cache=None):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        if rotation is not None:
+            q, k = rotate(q, rotation), rotate(k, rotation)
         if cache is not None:
             k, v = cache.append(k, v)  # (B, nh, cached + T, hs)
         # softmax(q k^T / sqrt(hs)) v, each position attending to itself and the past; one new token
@@ -315,6 +320,14 @@ class CausalSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # the heads side by side again
         return self.resid_dropout(self.proj(y))
+
+
+def rotate(x, rotation):
+    """Rotary position embedding: turn each pair of channels of x (B, nh, T, hs) by its position's angles,
+    so that q . k depends on how far apart two positions are, not where they are."""
+    cos, sin = rotation  # (T, hs/2) each
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
 class KVCache:
@@ -351,17 +364,21 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(n_embd)
         self.ffwd = FeedForward(n_embd, dropout)
 
-    def forward(self, x, cache=None):
-        x = x + self.attn(self.ln1(x), cache)
+    def forward(self, x, rotation=None, cache=None):
+        x = x + self.attn(self.ln1(x), rotation, cache)
         return x + self.ffwd(self.ln2(x))
 
 
 class GPT(nn.Module):
-    def __init__(self, vocab_size, block_size, n_layer, n_head, n_embd, dropout):
+    def __init__(self, vocab_size, block_size, n_layer, n_head, n_embd, dropout, rope):
         super().__init__()
         self.block_size = block_size
         self.token_embedding = nn.Embedding(vocab_size, n_embd)
-        self.position_embedding = nn.Embedding(block_size, n_embd)
+        if rope:  # one frequency per pair of channels of a head, from 1 down to 1/10000
+            head_size = n_embd // n_head
+            self.register_buffer('frequencies', 10000.0 ** -(torch.arange(0, head_size, 2) / head_size), persistent=False)
+        else:
+            self.position_embedding = nn.Embedding(block_size, n_embd)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList([Block(n_embd, n_head, dropout) for _ in range(n_layer)])
         self.ln_f = nn.LayerNorm(n_embd)
@@ -381,9 +398,15 @@ class GPT(nn.Module):
         if start + T > self.block_size:
             raise ValueError(f"{start + T} positions, more than block_size {self.block_size}")
         positions = torch.arange(start, start + T, device=idx.device)
-        x = self.dropout(self.token_embedding(idx) + self.position_embedding(positions))  # (B, T, C)
+        x = self.token_embedding(idx)  # (B, T, C)
+        if hasattr(self, 'frequencies'):
+            angles = positions[:, None] * self.frequencies  # (T, hs/2)
+            rotation = (angles.cos(), angles.sin())
+        else:
+            x, rotation = x + self.position_embedding(positions), None
+        x = self.dropout(x)
         for block, block_cache in zip(self.blocks, cache or [None] * len(self.blocks)):
-            x = block(x, block_cache)
+            x = block(x, rotation, block_cache)
         logits = self.lm_head(self.ln_f(x))  # (B, T, vocab_size)
         if targets is None:
             return logits, None
@@ -406,7 +429,8 @@ class GPT(nn.Module):
 
 
 def create_model(config, vocab_size):
-    return GPT(vocab_size, config['block_size'], config['n_layer'], config['n_head'], config['n_embd'], config['dropout'])
+    return GPT(vocab_size, config['block_size'], config['n_layer'], config['n_head'], config['n_embd'], config['dropout'],
+               config['rope'])
 
 
 def full_val_windows(config):
@@ -746,7 +770,9 @@ def train(model, optimizer, scaler, generator, splits, chars, config, device, au
                         raise TrainingError(f"the estimated loss is {losses} at step {step}: stopping; {ckpt_path} keeps "
                                             f"the last good weights. Try a lower --learning_rate")
                     tokens_per_second = tokens_per_step * (step - start_step) / max(step_seconds, 1e-9)
-                    tqdm.write(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+                    eta = (config['max_iters'] - step) * step_seconds / max(step - start_step, 1)
+                    speed = f" ({tokens_per_second:,.0f} tokens/s, ETA {eta:.0f} s)" if step > start_step else ""
+                    tqdm.write(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}{speed}")
                     append_metrics(metrics_path, {'step': step, 'train_loss': losses['train'], 'val_loss': losses['val'],
                                                   'lr': learning_rate_at(step, config), 'elapsed': step_seconds + eval_seconds,
                                                   'tokens_per_second': tokens_per_second})

@@ -117,12 +117,13 @@ def test_mlp_and_gpt_memorise_one_batch(name, shakespeare_text):
 
 
 # ---------------------------------------------------------------- causality
+@pytest.mark.parametrize('rope', [True, False])
 @pytest.mark.parametrize('t', [0, 5, 15])
-def test_gpt_is_causal(t):
+def test_gpt_is_causal(t, rope):
     """Changing the character at position t leaves the logits before t exactly as they were and changes
-    those from t on (eval mode, dropout 0)."""
+    those from t on (eval mode, dropout 0), with rotary or learned positions."""
     gpt = load('gpt')
-    model, config = make(gpt)
+    model, config = make(gpt, rope=rope)
     randomize_head(model)
     model.eval()
     T = config['block_size']
@@ -201,19 +202,20 @@ def test_generate_with_small_block_sizes(script, block_size):
     assert out.shape == (1, 3 * block_size + 3)
 
 
-def gpt_for_greedy(seed=0):
+def gpt_for_greedy(seed=0, rope=True):
     """A GPT in float64 with random weights everywhere, so greedy choices are far from ties."""
     gpt = load('gpt')
-    model, config = make(gpt, seed=seed)
+    model, config = make(gpt, seed=seed, rope=rope)
     randomize_head(model, seed=seed + 1)
     return gpt, model.double().eval(), config
 
 
+@pytest.mark.parametrize('rope', [True, False])
 @pytest.mark.parametrize('prompt_len, new', [(1, 15), (5, 11), (10, 6), (16, 0)])
-def test_gpt_cached_greedy_matches_uncached(prompt_len, new):
+def test_gpt_cached_greedy_matches_uncached(prompt_len, new, rope):
     """Within block_size, greedy decoding with the key/value cache gives the same characters as the
     lecture's generate, which recomputes the whole context for every character."""
-    gpt, model, config = gpt_for_greedy()
+    gpt, model, config = gpt_for_greedy(rope=rope)
     assert prompt_len + new <= config['block_size']
     prompt = torch.randint(VOCAB, (3, prompt_len), generator=torch.Generator().manual_seed(prompt_len))
     cached = model.generate(prompt, new, 0.0)
