@@ -512,18 +512,18 @@ def compiled(model, config, device, autocast):
     if not (config['compile_model'] and device.type == 'cuda'):
         return model
     started = time.perf_counter()
-    model_c = torch.compile(model)
+    compiled_model = torch.compile(model)
     x = torch.zeros(config['batch_size'], config['block_size'], dtype=torch.long, device=device)
     try:
         with torch.random.fork_rng(devices=[device]), autocast:
-            model_c(x, x)[1].backward()
+            compiled_model(x, x)[1].backward()
     except Exception as e:
         print(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:100]}): running eagerly")
         return model
     finally:
         model.zero_grad(set_to_none=True)
     print(f"compiled the model in {time.perf_counter() - started:.1f} s")
-    return model_c
+    return compiled_model
 
 
 def merge_checkpoint_config(config, overridden, checkpoint):
@@ -572,20 +572,7 @@ def main(config, overridden=()):
     random.seed(config['seed'] + rank)
     torch.manual_seed(config['seed'] + rank)  # dropout differs by rank; DDP copies rank 0's initial weights
 
-    if config['sample_only']:
-        chars, splits = checkpoint['chars'], None
-    else:
-        text = read_text(config['input_path'])
-        chars = ''.join(sorted(set(text)))
-        if len(chars) < 2:
-            raise UsageError(f"input_path {config['input_path']} has a vocabulary of one character ({chars!r}): nothing to learn")
-        if checkpoint and checkpoint['chars'] != chars:
-            raise UsageError(f"the checkpoint's vocabulary ({len(checkpoint['chars'])} characters) is not that of "
-                             f"{config['input_path']} ({len(chars)} characters): resume with the text it was trained on")
-        splits = {name: split.to(device) for name, split in split_data(encode(text, chars, 'the text'), config['block_size']).items()}
-        log(f"data: {config['input_path']}, {len(text):,} characters, vocabulary of {len(chars)}, "
-            f"train {len(splits['train']):,}, val {len(splits['val']):,}")
-
+    chars, splits = (checkpoint['chars'], None) if config['sample_only'] else load_data(config, checkpoint, device, log)
     if rank == 0:
         check_writable(config['out_dir'])
     model = create_model(config, len(chars)).to(device)
@@ -613,6 +600,21 @@ def main(config, overridden=()):
     if distributed:
         dist.destroy_process_group()
     return summary
+
+
+def load_data(config, checkpoint, device, log):
+    """The vocabulary and the train and val splits, on the device (batches then cost no host transfer)."""
+    text = read_text(config['input_path'])
+    chars = ''.join(sorted(set(text)))
+    if len(chars) < 2:
+        raise UsageError(f"input_path {config['input_path']} has a vocabulary of one character ({chars!r}): nothing to learn")
+    if checkpoint and checkpoint['chars'] != chars:
+        raise UsageError(f"the checkpoint's vocabulary ({len(checkpoint['chars'])} characters) is not that of "
+                         f"{config['input_path']} ({len(chars)} characters): resume with the text it was trained on")
+    splits = split_data(encode(text, chars, 'the text'), config['block_size'])
+    log(f"data: {config['input_path']}, {len(text):,} characters, vocabulary of {len(chars)}, "
+        f"train {len(splits['train']):,}, val {len(splits['val']):,}")
+    return chars, {name: split.to(device) for name, split in splits.items()}
 
 
 def train(model, optimizer, scaler, generator, splits, chars, config, device, autocast, checkpoint, run, rank, world_size):

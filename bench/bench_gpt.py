@@ -81,22 +81,11 @@ class MultiHeadAttention(nn.Module):
         return self.dropout(self.proj(torch.cat([head(x) for head in self.heads], dim=-1)))
 
 
-class FeedForward(nn.Module):
-    """4x wide, with gpt.py's GELU (the lecture had ReLU), so the two models differ only in how they compute."""
-
-    def __init__(self, n_embd, dropout):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd), nn.Dropout(dropout))
-
-    def forward(self, x):
-        return self.net(x)
-
-
 class Block(nn.Module):
     def __init__(self, n_embd, n_head, block_size, dropout):
         super().__init__()
         self.sa = MultiHeadAttention(n_embd, n_head, block_size, dropout)
-        self.ffwd = FeedForward(n_embd, dropout)
+        self.ffwd = gpt.FeedForward(n_embd, dropout)
         self.ln1 = nn.LayerNorm(n_embd)
         self.ln2 = nn.LayerNorm(n_embd)
 

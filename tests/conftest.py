@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_TEXT = os.path.join(ROOT, '..', 'shared', 'input.txt')
@@ -19,6 +20,16 @@ TINY = {
                 warmup_iters=5, lr_decay_iters=30),
 }
 TINY_SAMPLING = dict(num_samples=2, max_new_tokens=40, device='cpu')
+
+
+@pytest.fixture(autouse=True, scope='session')
+def one_thread():
+    """In-process runs use one thread, as the subprocesses do (OMP_NUM_THREADS=1): tiny models run faster,
+    and two threads fighting over cores that other processes hold can make them a hundred times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def load(name):

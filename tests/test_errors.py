@@ -11,15 +11,6 @@ import torch
 from conftest import load, run_script, tiny_args, tiny_config
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """In-process runs use one thread, as the subprocesses do (OMP_NUM_THREADS=1): tiny models run faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Evil:
     """Unpickling this runs code: it creates the marker file. A weights_only load must refuse it."""
 

@@ -16,15 +16,6 @@ import torch
 from conftest import ROOT, load, run_script, tiny_args, tiny_config
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """In-process runs use one thread, as the subprocesses do (OMP_NUM_THREADS=1): tiny models run faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def load_ckpt(path):
     return torch.load(path, map_location='cpu', weights_only=True)
 
@@ -190,3 +181,15 @@ def test_write_interrupted_halfway_keeps_the_old_file(trained, failure):
     assert (out_dir / 'ckpt.pt').read_bytes() == old_bytes
     assert load_ckpt(path)['step'] == config['max_iters']
     assert not tmp_files(out_dir)
+
+
+def test_out_of_gpu_memory_is_one_line(script, monkeypatch, capsys):
+    """Running out of GPU memory ends in one line that suggests a smaller batch_size or block_size, exit 2."""
+    def out_of_memory(*args):
+        raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
+
+    monkeypatch.setattr(script, 'main', out_of_memory)
+    assert script.run_command_line([]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert 'out of GPU memory' in err and '--batch_size' in err and '--block_size' in err

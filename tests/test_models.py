@@ -14,15 +14,6 @@ from conftest import SCRIPTS, TINY, load
 VOCAB = 65
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Tiny models run fastest on one thread, and far faster when the CPU is shared with other work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make(module, seed=0, **overrides):
     """The module's model at its TINY size (dropout 0 unless asked), seeded."""
     name = module.SCRIPT[:-3]
