@@ -329,7 +329,7 @@ def sample_next(logits, temperature, top_k, generator):
     return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(model, idx, max_new_tokens, context, temperature=1.0, top_k=None, generator=None):
     """The lecture's generate: crop to the last `context` characters, predict, sample, append, repeat."""
     for _ in range(max_new_tokens):

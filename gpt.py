@@ -334,16 +334,20 @@ def rotate(x, rotation):
 class KVCache:
     """The keys and values one attention layer has computed so far, so each new token costs one token's work."""
 
-    def __init__(self):
+    def __init__(self, size):
+        self.size, self.length = size, 0
         self.k = self.v = None
 
     def __len__(self):
-        return 0 if self.k is None else self.k.size(2)
+        return self.length
 
     def append(self, k, v):
-        self.k = k if self.k is None else torch.cat((self.k, k), dim=2)
-        self.v = v if self.v is None else torch.cat((self.v, v), dim=2)
-        return self.k, self.v
+        if self.k is None:  # buffers for `size` positions, (B, nh, size, hs), filled from the left
+            self.k, self.v = (t.new_empty(t.shape[:2] + (self.size, t.shape[3])) for t in (k, v))
+        end = self.length + k.size(2)
+        self.k[:, :, self.length:end], self.v[:, :, self.length:end] = k, v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
 
 
 class FeedForward(nn.Module):
@@ -413,7 +417,7 @@ class GPT(nn.Module):
             return logits, None
         return logits, F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T), ignore_index=-1)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
         """Sample with a key/value cache. When the cache holds block_size positions it is rebuilt from the
         last block_size // 2 characters, so each new character costs at most one half-window's work."""
@@ -421,7 +425,7 @@ class GPT(nn.Module):
         for _ in range(max_new_tokens):
             if cache is None or len(cache[0]) == self.block_size:
                 context = idx[:, -self.block_size if cache is None else -max(1, self.block_size // 2):]
-                cache = [KVCache() for _ in self.blocks]
+                cache = [KVCache(self.block_size) for _ in self.blocks]
             else:
                 context = idx[:, -1:]
             logits, _ = self(context, cache=cache)
@@ -452,7 +456,7 @@ def sample_next(logits, temperature, top_k, generator):
     return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(model, idx, max_new_tokens, context, temperature=1.0, top_k=None, generator=None):
     """The lecture's generate: crop to the last `context` characters, predict, sample, append, repeat."""
     for _ in range(max_new_tokens):
