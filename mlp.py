@@ -5,7 +5,7 @@ The embeddings of the previous block_size characters are concatenated and go thr
 layers (Linear, LayerNorm, GELU) to a softmax over the vocabulary; sampling slides the window
 one character at a time. Training, checkpoints and sampling are those of gpt.py.
 
-    python mlp.py configs/mlp_cpu.py                # about 3 minutes on a 2-core CPU
+    python mlp.py configs/mlp_cpu.py                # about 2 minutes on a 2-core CPU
     python mlp.py                                   # the defaults below: a longer run, best on a GPU
     python mlp.py --block_size=8 --n_hidden=256     # any hyperparameter as --name=value
     python mlp.py --resume=true --max_iters=20000   # continue from out/mlp/ckpt.pt

@@ -9,7 +9,8 @@ Config files and --name=value arguments are gpt.py's (read with gpt.parse_overri
 the model and the training step that `python gpt.py <the same arguments>` would run. Its own options:
 
     --steps=20                  timed training steps per model, after --warmup_steps=3 untimed ones
-    --sample_chars=2000         characters sampled (one sequence) for each sampling rate; say 10000 on a CPU
+    --sample_chars=2000         characters sampled per sequence for each sampling rate, in gpt.py's
+                                num_samples sequences at once (--num_samples=1 for one sequence)
     --target_loss=0             above 0: also run gpt.py itself and time it to that val loss (a whole run)
     --time_to_loss_budget=3600  seconds that run may take before it is stopped
     --peak_flops=0              the accelerator's peak FLOP/s for MFU; 0 looks the GPU up in PEAK_FLOPS
@@ -18,7 +19,7 @@ the model and the training step that `python gpt.py <the same arguments>` would 
 Training: ms/step, tokens/s and (on a GPU) MFU of gpt.train_step, for gpt.py's model (compiled on CUDA) and
 for the reference: the lecture's model, one Head module per attention head with a masked softmax, not
 compiled, with the same sizes, dtype, autocast and AdamW; then the ratio of their tokens/s.
-Sampling: characters/s of one sequence from gpt.py's model with its key/value cache (model.generate),
+Sampling: characters/s of num_samples sequences at once from gpt.py's model with its key/value cache (model.generate),
 from the same model recomputing the whole context for each character (gpt.generate, as the lecture
 does), and from the reference the same way. Both run without autocast, as gpt.py samples.
 """
@@ -221,13 +222,14 @@ def time_training(model, compile_model, config, env, options):
             'mfu': round(tokens_per_s * flops_per_token(model, config) / peak, 4) if peak else None}
 
 
-def sampling_rate(generate, env, options):
-    """Characters per second of generate(idx, n, generator) continuing the prompt, after a short warmup
-    (both generates run under torch.no_grad; the model is in eval mode)."""
+def sampling_rate(generate, env, options, samples):
+    """Characters per second of generate(idx, n, generator) continuing the prompt in `samples` sequences at
+    once (gpt.py's num_samples), after a short warmup; the model is in eval mode."""
     generator = torch.Generator(env.device).manual_seed(0)
-    generate(env.prompt, SAMPLE_WARMUP, generator)
-    _, seconds = timed(env.device, lambda: generate(env.prompt, options['sample_chars'], generator))
-    return round(options['sample_chars'] / seconds, 1)
+    prompts = env.prompt.expand(samples, -1)
+    generate(prompts, SAMPLE_WARMUP, generator)
+    _, seconds = timed(env.device, lambda: generate(prompts, options['sample_chars'], generator))
+    return round(samples * options['sample_chars'] / seconds, 1)
 
 
 def bench_gpt(config, env, options):
@@ -237,11 +239,14 @@ def bench_gpt(config, env, options):
     print(f"gpt.py: timing {options['steps']} training steps")
     results = prefixed('gpt', time_training(model, config['compile_model'], config, env, options))
     model.eval()
-    print(f"gpt.py: sampling {options['sample_chars']} characters with and without the key/value cache")
+    print(f"gpt.py: sampling {config['num_samples']} x {options['sample_chars']} characters with and without the "
+          f"key/value cache")
     results['sample_cached_chars_per_s'] = sampling_rate(
-        lambda idx, n, g: model.generate(idx, n, temperature=1.0, top_k=None, generator=g), env, options)
+        lambda idx, n, g: model.generate(idx, n, temperature=1.0, top_k=None, generator=g), env, options,
+        config['num_samples'])
     results['sample_uncached_chars_per_s'] = sampling_rate(
-        lambda idx, n, g: gpt.generate(model, idx, n, model.block_size, generator=g), env, options)
+        lambda idx, n, g: gpt.generate(model, idx, n, model.block_size, generator=g), env, options,
+        config['num_samples'])
     return results
 
 
@@ -252,9 +257,10 @@ def bench_reference(config, env, options):
     print(f"reference: timing {options['steps']} training steps")
     results = prefixed('ref', time_training(model, False, config, env, options))
     model.eval()
-    print(f"reference: sampling {options['sample_chars']} characters")
+    print(f"reference: sampling {config['num_samples']} x {options['sample_chars']} characters")
     results['sample_reference_chars_per_s'] = sampling_rate(
-        lambda idx, n, g: gpt.generate(model, idx, n, config['block_size'], generator=g), env, options)
+        lambda idx, n, g: gpt.generate(model, idx, n, config['block_size'], generator=g), env, options,
+        config['num_samples'])
     return results
 
 
