@@ -767,10 +767,14 @@ def losses_of(estimate):
 def warn_if_slow(config, device, flops):
     """Say at once when a run is sized for a GPU but started on a CPU."""
     if device.type == 'cpu' and flops > 1e14:
-        cpu_config = f"configs/{SCRIPT[:-3]}_cpu.py"
-        hint = f"python {SCRIPT} {cpu_config}" if os.path.exists(cpu_config) else "smaller settings"
-        print(f"note: this run is sized for a GPU (about {flops:.1e} FLOPs: hours on a CPU). For a few minutes on "
-              f"a CPU, use {hint}")
+        here = os.path.dirname(os.path.abspath(__file__))
+        cpu_config = os.path.join(here, 'configs', f"{SCRIPT[:-3]}_cpu.py")
+        hint = (f"python {os.path.relpath(os.path.join(here, SCRIPT))} {os.path.relpath(cpu_config)}"
+                if os.path.exists(cpu_config) else "fewer steps or a smaller model")
+        print(f"note: these settings are sized for a GPU and this is a CPU (about {flops:.1e} FLOPs: many hours). "
+              f"For a run of a few minutes: {hint}")
+
+
 # ---- end shared: training ----
 
 

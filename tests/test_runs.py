@@ -358,3 +358,13 @@ def test_resume_is_exact(tmp_path, text_file, name):
         settings = dict(TINY['mlp'], **common, device='cpu', num_samples=2, max_new_tokens=40, out_dir=str(whole_dir))
         settings['max_iters'] = 2 * n
         check_run_outputs('mlp', str(whole_dir), settings)
+
+
+def test_gpu_sized_run_on_a_cpu_says_so_at_once(capsys):
+    """gpt.py's defaults on a CPU point to configs/gpt_cpu.py before training starts; CPU-sized runs say nothing."""
+    gpt = load('gpt')
+    cpu = torch.device('cpu')
+    gpt.warn_if_slow(gpt.DEFAULTS, cpu, 5e15)
+    assert 'configs/gpt_cpu.py' in capsys.readouterr().out
+    gpt.warn_if_slow(gpt.DEFAULTS, cpu, 1e13)
+    assert capsys.readouterr().out == ''
