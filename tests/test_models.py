@@ -108,6 +108,15 @@ def test_mlp_and_gpt_memorise_one_batch(name, shakespeare_text):
 
 
 # ---------------------------------------------------------------- causality
+def logits_before_and_after_change(model, T, t):
+    """The logits of two random sequences of length T, and of the same with the character at t changed."""
+    x = torch.randint(VOCAB, (2, T), generator=torch.Generator().manual_seed(0))
+    changed = x.clone()
+    changed[:, t] = (x[:, t] + 1) % VOCAB
+    with torch.no_grad():
+        return model(x)[0], model(changed)[0]
+
+
 @pytest.mark.parametrize('rope', [True, False])
 @pytest.mark.parametrize('t', [0, 5, 15])
 def test_gpt_is_causal(t, rope):
@@ -118,11 +127,7 @@ def test_gpt_is_causal(t, rope):
     randomize_head(model)
     model.eval()
     T = config['block_size']
-    x = torch.randint(VOCAB, (2, T), generator=torch.Generator().manual_seed(0))
-    changed = x.clone()
-    changed[:, t] = (x[:, t] + 1) % VOCAB
-    with torch.no_grad():
-        before, after = model(x)[0], model(changed)[0]
+    before, after = logits_before_and_after_change(model, T, t)
     assert torch.equal(before[:, :t], after[:, :t])
     for position in range(t, T):
         assert (before[:, position] - after[:, position]).abs().max() > 1e-6, f"position {position} ignores position {t}"
@@ -135,11 +140,7 @@ def test_mlp_sees_exactly_block_size_characters():
     randomize_head(model)
     model.eval()
     T, bs, t = 12, config['block_size'], 3
-    x = torch.randint(VOCAB, (2, T), generator=torch.Generator().manual_seed(0))
-    changed = x.clone()
-    changed[:, t] = (x[:, t] + 1) % VOCAB
-    with torch.no_grad():
-        before, after = model(x)[0], model(changed)[0]
+    before, after = logits_before_and_after_change(model, T, t)
     assert torch.equal(before[:, :t], after[:, :t])
     assert torch.equal(before[:, t + bs:], after[:, t + bs:])
     for position in range(t, t + bs):
