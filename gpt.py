@@ -787,7 +787,7 @@ def train(model, optimizer, scaler, generator, splits, chars, config, device, au
                         best_val_loss = losses['val']
                         if start_step < step < config['max_iters']:
                             save_checkpoint(ckpt_path, model, optimizer, scaler, config, chars, step, best_val_loss,
-                                            dict(losses_of(losses), val_loss_full=float('nan')), generator)
+                                            losses_of(losses), generator)
             if last_step:
                 break
             started = time.perf_counter()
@@ -800,7 +800,7 @@ def train(model, optimizer, scaler, generator, splits, chars, config, device, au
             if stop_requested:
                 read_back(pending, bar, world_size)
                 save_checkpoint(ckpt_path, model, optimizer, scaler, config, chars, step + 1, best_val_loss,
-                                dict(losses_of(losses), val_loss_full=float('nan')), generator)
+                                losses_of(losses), generator)
                 resume_args = [arg for arg in sys.argv[1:] if not arg.startswith('--resume=')]
                 raise KeyboardInterrupt(f"saved {ckpt_path} at step {step + 1}; continue with: "
                                         f"python {SCRIPT} {' '.join(resume_args + ['--resume=true'])}")
@@ -810,9 +810,10 @@ def train(model, optimizer, scaler, generator, splits, chars, config, device, au
 
     window, overlap = full_val_windows(config)
     val_loss_full = full_loss(model, splits['val'], window, overlap, config['batch_size'], autocast)
-    run.update(step=config['max_iters'], train_loss=losses['train'], val_loss=losses['val'], val_loss_full=val_loss_full)
+    final_losses = losses_of(losses, val_loss_full)
+    run.update(step=config['max_iters'], **final_losses)
     save_checkpoint(ckpt_path, model, optimizer, scaler, config, chars, config['max_iters'], best_val_loss,
-                    {k: run[k] for k in ('train_loss', 'val_loss', 'val_loss_full')}, generator)
+                    final_losses, generator)
     samples_path = write_samples(model, chars, config, device, run)
     summary = {'script': SCRIPT, 'config': config, 'iters': config['max_iters'], 'train_loss': losses['train'],
                'val_loss': losses['val'], 'val_loss_full': val_loss_full, 'best_val_loss': best_val_loss,
@@ -887,8 +888,10 @@ def stop_requests(enabled):
             signal.signal(signal.SIGINT, previous)
 
 
-def losses_of(estimate):
-    return {'train_loss': estimate.get('train', float('nan')), 'val_loss': estimate.get('val', float('nan'))}
+def losses_of(estimate, val_loss_full=float('nan')):
+    """The losses a checkpoint and a sample file's header carry (nan for what is not known yet)."""
+    return {'train_loss': estimate.get('train', float('nan')), 'val_loss': estimate.get('val', float('nan')),
+            'val_loss_full': val_loss_full}
 
 
 def warn_if_slow(config, device, flops):
