@@ -5,7 +5,7 @@ The embeddings of the previous block_size characters are concatenated and go thr
 layers (Linear, LayerNorm, GELU) to a softmax over the vocabulary; sampling slides the window
 one character at a time. Training, checkpoints and sampling are those of gpt.py.
 
-    python mlp.py configs/mlp_cpu.py                # about 2 minutes on a 2-core CPU
+    python mlp.py configs/mlp_cpu.py                # about 1 minute on a 2-core CPU
     python mlp.py                                   # the defaults below: a longer run, best on a GPU
     python mlp.py --block_size=8 --n_hidden=256     # any hyperparameter as --name=value
     python mlp.py --resume=true --max_iters=20000   # continue from out/mlp/ckpt.pt
@@ -41,7 +41,7 @@ input_path = 'input.txt'   # UTF-8 text to learn; 'input.txt' is downloaded (tin
 out_dir = 'out/mlp'        # checkpoint, sample files, summary.json and metrics.jsonl go here
 seed = 1337                # seeds the weights, the batches, dropout and sampling
 device = 'auto'            # 'auto' takes cuda, then mps, then cpu; or 'cpu', 'cuda', 'cuda:1', 'mps'
-dtype = 'auto'             # 'auto': bfloat16 on GPUs that have it, else float16; float32 on cpu and mps
+dtype = 'auto'             # 'auto': bfloat16 on GPUs and AMX CPUs, float16 on older GPUs, else float32
 compile_model = True       # torch.compile the model on CUDA (falls back to eager if that fails)
 resume = False             # continue training from out_dir/ckpt.pt
 sample_only = False        # load out_dir/ckpt.pt, write a sample file, train nothing
@@ -497,13 +497,21 @@ def pick_device(name, local_rank):
 
 
 def pick_dtype(name, device):
-    """'auto': bfloat16 on a GPU that has it (float16 with a gradient scaler on older ones), float32 elsewhere."""
+    """'auto': bfloat16 on a GPU that has it (float16 with a gradient scaler on older ones) and on a CPU with
+    bfloat16 matrix units (Intel AMX: its matmuls run 5-9x faster than in float32); float32 elsewhere."""
     if name == 'auto':
         if device.type == 'cuda':
             name = 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
+        elif device.type == 'cpu' and cpu_has_amx():
+            name = 'bfloat16'
         else:
             name = 'float32'
     return getattr(torch, name)
+
+
+def cpu_has_amx():
+    """torch's own check; it is private, so a torch without it counts as no AMX."""
+    return getattr(torch.cpu, '_is_amx_tile_supported', lambda: False)()
 
 
 def learning_rate_at(step, config):
@@ -523,7 +531,7 @@ def make_optimizer(model, config, device):
     rest = [p for p in model.parameters() if id(p) not in matrices]
     groups = [{'params': decay, 'weight_decay': config['weight_decay']}, {'params': rest, 'weight_decay': 0.0}]
     return torch.optim.AdamW([g for g in groups if g['params']], lr=config['learning_rate'],
-                             betas=(config['beta1'], config['beta2']), fused=device.type == 'cuda')
+                             betas=(config['beta1'], config['beta2']), fused=device.type in ('cuda', 'cpu'))
 
 
 def compiled(model, config, device, autocast):

@@ -1,4 +1,5 @@
-# The MLP sized for a CPU: about 2 minutes on 2 cores, val_loss_full about 1.61 (README, Results).
+# The MLP sized for a CPU: under a minute on 2 cores with AMX (bfloat16), about 2 minutes in float32;
+# val_loss_full about 1.61 (README, Results).
 # python mlp.py configs/mlp_cpu.py
 out_dir = 'out/mlp_cpu'
 device = 'cpu'

@@ -1,5 +1,6 @@
 """Override parsing (--name=value and config files) and check_config."""
 import pytest
+import torch
 
 from conftest import load
 
@@ -265,6 +266,22 @@ def test_bad_dtype(script, value):
     """Only auto, float32, bfloat16 and float16 are dtypes."""
     message = check_error(script, dtype=value)
     assert 'dtype' in message
+
+
+@pytest.mark.parametrize('amx, expected', [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_dtype_on_a_cpu_is_bfloat16_only_with_amx(script, monkeypatch, amx, expected):
+    """'auto' on a CPU: bfloat16 where it has AMX matrix units, float32 elsewhere; a named dtype is kept."""
+    monkeypatch.setattr(script, 'cpu_has_amx', lambda: amx)
+    cpu = torch.device('cpu')
+    assert script.pick_dtype('auto', cpu) == expected
+    assert script.pick_dtype('float32', cpu) == torch.float32 and script.pick_dtype('bfloat16', cpu) == torch.bfloat16
+
+
+def test_a_torch_without_the_amx_check_counts_as_no_amx(script, monkeypatch):
+    """The AMX check is private to torch: where it is missing, 'auto' falls back to float32 on a CPU."""
+    monkeypatch.delattr(torch.cpu, '_is_amx_tile_supported', raising=False)
+    assert script.cpu_has_amx() is False
+    assert script.pick_dtype('auto', torch.device('cpu')) == torch.float32
 
 
 def test_resume_and_sample_only_exclude_each_other(script, tmp_path):

@@ -252,6 +252,19 @@ def test_gpt_cache_past_block_size(monkeypatch):
     assert torch.equal(out, idx)
 
 
+def test_gpt_attention_stays_float32_on_a_cpu_under_bfloat16_autocast():
+    """Under bfloat16 autocast on a CPU, attention returns float32 flash attention of its inputs, exactly
+    (torch's bfloat16 CPU kernel is several times slower); the model around it still runs in bfloat16."""
+    gpt = load('gpt')
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 8, 4, generator=generator).bfloat16() for _ in range(3))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y = gpt.attention(q, k, v, causal=True, dropout_p=0.0)
+        logits, _ = make(gpt)[0](torch.zeros(1, 4, dtype=torch.long))
+    assert y.dtype == torch.float32 and logits.dtype == torch.bfloat16
+    assert torch.equal(y, F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True))
+
+
 def test_gpt_forward_refuses_more_than_block_size():
     """A forward over more positions than block_size is an error, not a silent wrong position embedding."""
     model, config = make(load('gpt'))

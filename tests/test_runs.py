@@ -327,13 +327,14 @@ def test_model_shape_override_with_the_trained_value_is_accepted(gpt_run):
 
 
 # ------------------------------------------------------------------------------ exact resume
-@pytest.mark.parametrize('name', ['gpt', 'mlp'])
-def test_resume_is_exact(tmp_path, text_file, name):
+@pytest.mark.parametrize('name, dtype', [('gpt', 'float32'), ('gpt', 'bfloat16'), ('mlp', 'float32')])
+def test_resume_is_exact(tmp_path, text_file, name, dtype):
     """N steps, then --resume=true --max_iters=2N, equals one run of 2N steps: the same losses at every logged
-    step, the same weights, the same val_loss_full (dropout > 0, so the RNG state must be restored too).
-    The resume command repeats the model-shape settings (n_layer=... etc.) with their trained values: accepted."""
+    step, the same weights, the same val_loss_full (dropout > 0, so the RNG state must be restored too), in
+    float32 and under bfloat16 autocast. The resume command repeats the model-shape settings (n_layer=... etc.)
+    with their trained values: accepted."""
     n = 20
-    common = dict(max_iters=n, lr_decay_iters=2 * n, eval_interval=10, eval_iters=2)
+    common = dict(max_iters=n, lr_decay_iters=2 * n, eval_interval=10, eval_iters=2, dtype=dtype)
     split_dir, whole_dir = tmp_path / 'split', tmp_path / 'whole'
     first = tiny_args(name, tmp_path, text_file, **common, out_dir=str(split_dir))
     ok(run_script(name, first))
