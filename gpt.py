@@ -7,7 +7,7 @@ LayerNorm and a linear head; trained with AdamW (warmup, cosine decay), flash at
 autocast (on GPUs and on CPUs with AMX) and torch.compile on a GPU; samples with a key/value cache.
 
     python gpt.py                                   # the GPU run (the defaults below)
-    python gpt.py configs/gpt_cpu.py                # about 2 minutes on a 2-core CPU
+    python gpt.py configs/gpt_cpu.py                # about 2.5 minutes on a 2-core CPU
     python gpt.py --n_layer=4 --dropout=0.1         # any hyperparameter as --name=value
     python gpt.py --resume=true --max_iters=10000   # continue from out/gpt/ckpt.pt
     python gpt.py --sample_only=true --prompt=ROMEO:
