@@ -715,9 +715,8 @@ def train(model, optimizer, scaler, generator, splits, chars, config, device, au
     save_checkpoint(ckpt_path, model, optimizer, scaler, config, chars, config['max_iters'], best_val_loss,
                     final_losses, generator)
     samples_path = write_samples(model, chars, config, device, run)
-    summary = {'script': SCRIPT, 'config': config, 'iters': config['max_iters'], 'train_loss': losses['train'],
-               'val_loss': losses['val'], 'val_loss_full': val_loss_full, 'best_val_loss': best_val_loss,
-               'train_seconds': step_seconds + eval_seconds, 'eval_seconds': eval_seconds,
+    summary = {'script': SCRIPT, 'config': config, 'iters': config['max_iters'], **final_losses,
+               'best_val_loss': best_val_loss, 'train_seconds': step_seconds + eval_seconds, 'eval_seconds': eval_seconds,
                'tokens_per_second': tokens_per_step * (config['max_iters'] - start_step) / max(step_seconds, 1e-9),
                'device': str(device), 'dtype': run['dtype'], 'processes': world_size, 'params': run['params'],
                'torch': torch.__version__, 'samples_path': samples_path, 'checkpoint': ckpt_path}
