@@ -9,9 +9,8 @@ Training, checkpoints and sampling are those of gpt.py.
     python bigram.py --learning_rate=0.3            # any hyperparameter as --name=value
     python bigram.py --sample_only=true --prompt=ROMEO:
 
-Every section marked 'shared' is word for word the same in mlp.py and gpt.py.
+The engine after the model is word for word the same in mlp.py and gpt.py.
 """
-# ---- shared: imports ----
 import ast
 import contextlib
 import difflib
@@ -31,7 +30,6 @@ import torch.nn as nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
-# ---- end shared: imports ----
 
 # ------------------------------------------------------------------------------ hyperparameters
 # run
@@ -72,9 +70,56 @@ DEFAULTS = {name: value for name, value in globals().items()
             if not name.startswith('_') and isinstance(value, (bool, int, float, str, type(None)))}
 
 
-# ---- shared: overrides ----
+# ======================================================================================= bigram.py's own part
+MODEL_KEYS = ()  # the table's size comes from the vocabulary, which the checkpoint also fixes
+
+
+class Bigram(nn.Module):
+    """Row i of the table holds the logits of the character that follows character i."""
+
+    def __init__(self, vocab_size):
+        super().__init__()
+        self.table = nn.Embedding(vocab_size, vocab_size)
+        nn.init.zeros_(self.table.weight)  # uniform predictions at the start: loss = ln(vocab_size)
+
+    def forward(self, idx, targets=None):
+        logits = self.table(idx)  # (B, T, vocab_size)
+        if targets is None:
+            return logits, None
+        B, T, V = logits.shape
+        return logits, F.cross_entropy(logits.view(B * T, V), targets.reshape(B * T), ignore_index=-1)
+
+    @torch.inference_mode()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
+        """The lecture's generate: predict from the last character, sample, append, repeat."""
+        for _ in range(max_new_tokens):
+            logits, _ = self(idx[:, -1:])
+            idx = torch.cat((idx, sample_next(logits[:, -1], temperature, top_k, generator)), dim=1)
+        return idx
+
+
+def check_model_config(config):
+    """The table has no settings of its own: its size is the vocabulary's."""
+
+
+def create_model(config, vocab_size):
+    return Bigram(vocab_size)
+
+
+def full_val_windows(config):
+    """Each character predicted from the one before it, in non-overlapping windows."""
+    return config['block_size'], 0
+
+
+# ======================================================================================== the engine
+# Word for word the same in bigram.py, mlp.py and gpt.py (tests/test_engine.py keeps it so): settings,
+# data, evaluation, sampling, files, the run's set-up, training, command line. It calls four things of
+# the part above: MODEL_KEYS, check_model_config, create_model and full_val_windows.
+
+# ---- settings: overrides and checks
 class UsageError(Exception):
     """A problem with what the person asked for: reported as one line on stderr, exit code 2."""
+    exit_code = 2
 
 
 TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string'}
@@ -150,30 +195,27 @@ def typed(name, value, defaults):
     return value
 
 
+def require(ok, message):
+    if not ok:
+        raise UsageError(message)
+
+
 def check_config(config):
-    """Refuse settings that cannot work, naming the key (each script checks the keys it has)."""
-    def require(ok, message):
-        if not ok:
-            raise UsageError(message)
-    for name in ('batch_size', 'block_size', 'max_iters', 'n_layer', 'n_head', 'n_embd', 'n_hidden', 'learning_rate',
-                 'eval_interval', 'eval_iters', 'log_interval', 'num_samples', 'gradient_accumulation_steps'):
-        require(config.get(name, 1) > 0, f"{name} must be positive, got {config.get(name)}")
+    """Refuse settings that cannot work, naming the key; the model's own settings are checked above."""
+    for name in ('batch_size', 'block_size', 'max_iters', 'learning_rate', 'eval_interval', 'eval_iters',
+                 'log_interval', 'num_samples', 'gradient_accumulation_steps'):
+        require(config[name] > 0, f"{name} must be positive, got {config[name]}")
     for name in ('min_lr', 'warmup_iters', 'lr_decay_iters', 'weight_decay', 'grad_clip', 'max_new_tokens', 'temperature'):
         require(config[name] >= 0, f"{name} must not be negative, got {config[name]}")
-    for name in ('dropout', 'beta1', 'beta2'):
-        require(0 <= config.get(name, 0) < 1, f"{name} must be in [0, 1), got {config.get(name)}")
-    if 'n_head' in config:
-        require(config['n_embd'] % config['n_head'] == 0,
-                f"n_embd ({config['n_embd']}) must be divisible by n_head ({config['n_head']})")
-        require(not config['rope'] or config['n_embd'] // config['n_head'] % 2 == 0,
-                f"rope needs an even head size, n_embd / n_head = {config['n_embd'] // config['n_head']}")
+    for name in ('beta1', 'beta2'):
+        require(0 <= config[name] < 1, f"{name} must be in [0, 1), got {config[name]}")
     require(config['top_k'] is None or config['top_k'] >= 1, f"top_k must be at least 1 (or none), got {config['top_k']}")
     require(config['dtype'] in ('auto', 'float32', 'bfloat16', 'float16'),
             f"dtype must be auto, float32, bfloat16 or float16, got '{config['dtype']}'")
-# ---- end shared: overrides ----
+    check_model_config(config)
 
 
-# ---- shared: data ----
+# ---- data
 DATA_URL = 'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'
 DATA_BYTES, DATA_MD5 = 1115394, '6fb458f1232090904fb40fe944165e91'
 
@@ -198,7 +240,7 @@ def read_text(path):
 
 def download_shakespeare(path):
     """Fetch tiny shakespeare over HTTPS, check its size and md5, and only then write it."""
-    print(f"{path} is missing: downloading tiny shakespeare from {DATA_URL}")
+    log(f"{path} is missing: downloading tiny shakespeare from {DATA_URL}")
     try:
         with urllib.request.urlopen(DATA_URL, timeout=60) as response:
             data = response.read(DATA_BYTES + 1)
@@ -235,18 +277,33 @@ def split_data(data, block_size):
     return splits
 
 
+def load_data(config, checkpoint, device):
+    """The vocabulary and the train and val splits, on the device (batches then cost no host transfer)."""
+    text = read_text(config['input_path'])
+    chars = ''.join(sorted(set(text)))
+    if len(chars) < 2:
+        raise UsageError(f"input_path {config['input_path']} has a vocabulary of one character ({chars!r}): nothing to learn")
+    if checkpoint and checkpoint['chars'] != chars:
+        raise UsageError(f"the checkpoint's vocabulary ({len(checkpoint['chars'])} characters) is not that of "
+                         f"{config['input_path']} ({len(chars)} characters): resume with the text it was trained on")
+    splits = split_data(encode(text, chars, 'the text'), config['block_size'])
+    log(f"data: {config['input_path']}, {len(text):,} characters, vocabulary of {len(chars)}, "
+        f"train {len(splits['train']):,}, val {len(splits['val']):,}")
+    return chars, {name: split.to(device) for name, split in splits.items()}
+
+
 def get_batch(data, batch_size, block_size, generator):
     """batch_size random windows of data: inputs x and next characters y, both (B, T)."""
     starts = torch.randint(len(data) - block_size, (batch_size, 1), generator=generator, device=data.device)
     windows = data[starts + torch.arange(block_size + 1, device=data.device)]  # (B, T+1)
     return windows[:, :-1], windows[:, 1:]
-# ---- end shared: data ----
 
 
-# ---- shared: evaluation ----
+# ---- evaluation
 @torch.no_grad()
 def estimate_loss(model, splits, config, autocast):
-    """Mean loss over eval_iters batches of each split: the same batches at every evaluation and in every run."""
+    """Mean loss over eval_iters batches of each split, as {'train_loss': ..., 'val_loss': ...}:
+    the same batches at every evaluation and in every run."""
     model.eval()
     losses = {}
     for name, data in splits.items():
@@ -256,7 +313,7 @@ def estimate_loss(model, splits, config, autocast):
             x, y = get_batch(data, config['batch_size'], config['block_size'], generator)
             with autocast:
                 total += model(x, y)[1].float()
-        losses[name] = total.item() / config['eval_iters']
+        losses[f"{name}_loss"] = total.item() / config['eval_iters']
     model.train()
     return losses
 
@@ -281,43 +338,9 @@ def full_loss(model, data, window, overlap, batch_size, autocast):
             total += model(x, y)[1].item() * (y != -1).sum().item()
     model.train()
     return total / n
-# ---- end shared: evaluation ----
 
 
-# ---- model: bigram ----
-MODEL_KEYS = ()  # the table's size comes from the vocabulary, which the checkpoint also fixes
-
-
-class Bigram(nn.Module):
-    """Row i of the table holds the logits of the character that follows character i."""
-
-    def __init__(self, vocab_size):
-        super().__init__()
-        self.table = nn.Embedding(vocab_size, vocab_size)
-        nn.init.zeros_(self.table.weight)  # uniform predictions at the start: loss = ln(vocab_size)
-
-    def forward(self, idx, targets=None):
-        logits = self.table(idx)  # (B, T, vocab_size)
-        if targets is None:
-            return logits, None
-        B, T, V = logits.shape
-        return logits, F.cross_entropy(logits.view(B * T, V), targets.reshape(B * T), ignore_index=-1)
-
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
-        return generate(self, idx, max_new_tokens, 1, temperature, top_k, generator)
-
-
-def create_model(config, vocab_size):
-    return Bigram(vocab_size)
-
-
-def full_val_windows(config):
-    """Each character predicted from the one before it, in non-overlapping windows."""
-    return config['block_size'], 0
-# ---- end model ----
-
-
-# ---- shared: sampling ----
+# ---- sampling
 def sample_next(logits, temperature, top_k, generator):
     """The next character ids (B, 1) from the last position's logits (B, vocab); temperature 0 is greedy."""
     if temperature == 0:
@@ -327,15 +350,6 @@ def sample_next(logits, temperature, top_k, generator):
         kth_best = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
         logits = logits.masked_fill(logits < kth_best, -float('inf'))
     return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
-
-
-@torch.inference_mode()
-def generate(model, idx, max_new_tokens, context, temperature=1.0, top_k=None, generator=None):
-    """The lecture's generate: crop to the last `context` characters, predict, sample, append, repeat."""
-    for _ in range(max_new_tokens):
-        logits, _ = model(idx[:, -context:])
-        idx = torch.cat((idx, sample_next(logits[:, -1], temperature, top_k, generator)), dim=1)
-    return idx
 
 
 def read_prompt(config):
@@ -351,30 +365,36 @@ def read_prompt(config):
     return text
 
 
-def write_samples(model, chars, config, device, run):
+def write_samples(run, step, losses):
     """Write num_samples continuations of the prompt to out_dir/samples_<config hash>.txt, under a header
     that says what made them: same config, seed and device give the same bytes."""
-    prompt_ids = encode(read_prompt(config), chars, 'the prompt').to(device)
-    generator = torch.Generator(device).manual_seed(config['seed'])
-    model.eval()
-    ids = model.generate(prompt_ids.expand(config['num_samples'], -1), config['max_new_tokens'],
-                         config['temperature'], config['top_k'], generator)
+    config = run.config
+    prompt_ids = encode(read_prompt(config), run.chars, 'the prompt').to(run.device)
+    generator = torch.Generator(run.device).manual_seed(config['seed'])
+    run.model.eval()
+    ids = run.model.generate(prompt_ids.expand(config['num_samples'], -1), config['max_new_tokens'],
+                             config['temperature'], config['top_k'], generator)
     settings = {name: value for name, value in config.items() if name not in ('resume', 'sample_only')}
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     header = [f"# {SCRIPT} samples: diff two sample files to see what changed between runs",
-              f"# torch {torch.__version__}, device {device.type}, dtype {run['dtype']}, {run['params']:,} parameters",
-              f"# step {run['step']}: train loss {run['train_loss']:.4f}, val loss {run['val_loss']:.4f}, "
-              f"val_loss_full {run['val_loss_full']:.4f}"]
+              f"# torch {torch.__version__}, device {run.device.type}, dtype {str(run.dtype)[6:]}, {run.params:,} parameters",
+              f"# step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}, "
+              f"val_loss_full {losses['val_loss_full']:.4f}"]
     header += [f"{name} = {value!r}" for name, value in settings.items()]
-    body = [f"\n-------- sample {i + 1} of {len(ids)} --------\n{decode(row.tolist(), chars)}" for i, row in enumerate(ids)]
+    body = [f"\n-------- sample {i + 1} of {len(ids)} --------\n{decode(row.tolist(), run.chars)}" for i, row in enumerate(ids)]
     path = os.path.join(config['out_dir'], f"samples_{digest}.txt")
     write_atomic(path, lambda f: f.write(('\n'.join(header) + '\n' + '\n'.join(body) + '\n').encode()))
     return path
-# ---- end shared: sampling ----
 
 
-# ---- shared: files ----
+# ---- files
 SCRIPT = os.path.basename(__file__)
+
+
+def log(message):
+    """Print on rank 0 only (the other processes of a torchrun job stay quiet), above any progress bar."""
+    if os.environ.get('RANK', '0') == '0':
+        tqdm.write(message)
 
 
 def write_atomic(path, write):
@@ -392,15 +412,25 @@ def write_atomic(path, write):
         raise
 
 
-def save_checkpoint(path, model, optimizer, scaler, config, chars, step, best_val_loss, losses, generator):
+def check_writable(out_dir):
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        write_atomic(os.path.join(out_dir, '.write_test'), lambda f: f.write(b''))
+        os.remove(os.path.join(out_dir, '.write_test'))
+    except OSError as e:
+        raise UsageError(f"cannot write to out_dir {out_dir}: {e.strerror}") from None
+
+
+def save_checkpoint(run, step, best_val_loss, losses):
     """Everything needed to continue or to sample, as tensors and plain values so weights_only loading works."""
     checkpoint = {
-        'script': SCRIPT, 'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(),
-        'config': config, 'chars': chars, 'step': step, 'best_val_loss': best_val_loss, 'losses': losses,
-        'rng': {'python': random.getstate(), 'torch': torch.get_rng_state(), 'batches': generator.get_state(),
+        'script': SCRIPT, 'model': run.model.state_dict(), 'optimizer': run.optimizer.state_dict(),
+        'scaler': run.scaler.state_dict(), 'config': run.config, 'chars': run.chars, 'step': step,
+        'best_val_loss': best_val_loss, 'losses': losses,
+        'rng': {'python': random.getstate(), 'torch': torch.get_rng_state(), 'batches': run.generator.get_state(),
                 'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }
-    write_atomic(path, lambda f: torch.save(checkpoint, f))
+    write_atomic(run.ckpt_path, lambda f: torch.save(checkpoint, f))
 
 
 def load_checkpoint(path, device):
@@ -438,42 +468,111 @@ def start_metrics(path, start_step):
 def append_metrics(path, record):
     with open(path, 'a') as f:
         f.write(json.dumps(record) + '\n')  # one whole line per write
-# ---- end shared: files ----
 
 
-# ---- shared: training ----
-class TrainingError(Exception):
-    """The run cannot go on (a NaN loss): reported as one line on stderr, exit code 1."""
+# ---- the run: its config, device, data, model and optimizer
+class Run:
+    """What one process of a run holds. The model has three handles: `model`, the plain module (saved,
+    scored exactly, sampled); `fast_model`, the same module compiled on CUDA (estimates and training);
+    `train_model`, fast_model wrapped in DDP under torchrun (training steps only: it averages gradients)."""
+
+    def __init__(self, config, overridden):
+        self.distributed = 'RANK' in os.environ  # set by torchrun
+        self.rank, self.world_size = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
+        self.ckpt_path = os.path.join(config['out_dir'], 'ckpt.pt')
+        self.metrics_path = os.path.join(config['out_dir'], 'metrics.jsonl')
+        self.checkpoint = self.settle_config(config, overridden)
+        self.set_up_device()
+        self.chars, self.splits = ((self.checkpoint['chars'], None) if self.config['sample_only'] else
+                                   load_data(self.config, self.checkpoint, self.device))
+        if self.rank == 0:
+            check_writable(self.config['out_dir'])
+        self.build_model()
+
+    def settle_config(self, config, overridden):
+        """The config to run with (the checkpoint's, with this command's overrides, when resuming or
+        sampling), checked; returns the checkpoint, or None for a fresh run."""
+        checkpoint = None
+        if config['resume'] and config['sample_only']:
+            raise UsageError("resume and sample_only exclude each other: pick one")
+        if config['resume'] or config['sample_only']:
+            checkpoint = load_checkpoint(self.ckpt_path, 'cpu')
+            config = merge_checkpoint_config(config, overridden, checkpoint)
+        check_config(config)
+        self.config = config
+        if checkpoint:
+            log(f"{'resuming' if config['resume'] else 'sampling'} from {self.ckpt_path}, step {checkpoint['step']}")
+        if overridden:
+            log("overrides: " + ", ".join(f"{name}={config[name]!r}" for name in dict.fromkeys(overridden)))
+        if config['gradient_accumulation_steps'] % self.world_size:
+            raise UsageError(f"gradient_accumulation_steps ({config['gradient_accumulation_steps']}) must be divisible "
+                             f"by the number of processes ({self.world_size})")
+        return checkpoint
+
+    def set_up_device(self):
+        self.device = pick_device(self.config['device'], int(os.environ['LOCAL_RANK']) if self.distributed else None)
+        self.dtype = pick_dtype(self.config['dtype'], self.device)
+        self.autocast = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype != torch.float32
+                         else contextlib.nullcontext())
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        if self.distributed:
+            dist.init_process_group('nccl' if self.device.type == 'cuda' else 'gloo')
+            if self.device.type == 'cuda':
+                torch.cuda.set_device(self.device)
+        random.seed(self.config['seed'] + self.rank)
+        torch.manual_seed(self.config['seed'] + self.rank)  # dropout differs by rank; DDP copies rank 0's initial weights
+
+    def build_model(self):
+        """The model, its optimizer, gradient scaler and batch generator, restored from the checkpoint if any."""
+        self.model = self.fast_model = self.train_model = create_model(self.config, len(self.chars)).to(self.device)
+        self.params = sum(p.numel() for p in self.model.parameters())
+        self.optimizer = make_optimizer(self.model, self.config, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        self.generator = torch.Generator(self.device).manual_seed(self.config['seed'])
+        if self.checkpoint:
+            try:
+                self.model.load_state_dict(self.checkpoint['model'])
+                self.optimizer.load_state_dict(self.checkpoint['optimizer'])
+            except (RuntimeError, ValueError, KeyError) as e:
+                raise UsageError(f"{self.ckpt_path} does not fit this model: {str(e).splitlines()[0]}") from None
+            self.scaler.load_state_dict(self.checkpoint['scaler'])
+            restore_rng(self.checkpoint['rng'], self.generator)
+        log(f"{SCRIPT}: {self.params:,} parameters ({self.params / 1e6:.2f}M), device {self.device}, dtype "
+            f"{str(self.dtype)[6:]}" + (f", {self.world_size} processes" if self.distributed else ""))
 
 
-def check_writable(out_dir):
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        write_atomic(os.path.join(out_dir, '.write_test'), lambda f: f.write(b''))
-        os.remove(os.path.join(out_dir, '.write_test'))
-    except OSError as e:
-        raise UsageError(f"cannot write to out_dir {out_dir}: {e.strerror}") from None
+def merge_checkpoint_config(config, overridden, checkpoint):
+    """Resuming or sampling: the checkpoint's hyperparameters, with this command's overrides on top.
+    The model's shape comes from the checkpoint; an override that contradicts it is an error."""
+    merged = dict(checkpoint['config'])
+    for name in overridden:
+        if name in MODEL_KEYS and config[name] != merged[name]:
+            raise UsageError(f"{name} = {config[name]!r} here, but the checkpoint was trained with {name} = "
+                             f"{merged[name]!r}: drop the override, or train afresh in another --out_dir")
+        merged[name] = config[name]
+    for name in ('resume', 'sample_only', 'out_dir'):
+        merged[name] = config[name]
+    return merged
 
 
 def pick_device(name, local_rank):
     """'auto' takes CUDA, then Apple MPS, then the CPU; under torchrun each process takes GPU LOCAL_RANK."""
+    missing = {'cuda': None if torch.cuda.is_available() else 'CUDA is not available here (no GPU, or a CPU-only torch)',
+               'mps': None if torch.backends.mps.is_available() else 'Apple MPS is not available here', 'cpu': None}
     if name == 'auto':
-        name = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
+        name = next(kind for kind, why in missing.items() if why is None)
     try:
         device = torch.device(name)
     except RuntimeError:
         raise UsageError(f"unknown device '{name}': use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise UsageError(f"device '{name}' asked for, but CUDA is not available here (no GPU, or a CPU-only torch): "
-                         f"use --device=cpu")
+    if device.type not in missing:
+        raise UsageError(f"device '{name}' is not supported: use auto, cpu, cuda, cuda:N or mps")
+    if missing[device.type]:
+        raise UsageError(f"device '{name}' asked for, but {missing[device.type]}: use --device=cpu")
     if device.type == 'cuda':
         device = torch.device('cuda', local_rank if local_rank is not None else device.index or 0)
         if device.index >= torch.cuda.device_count():
             raise UsageError(f"device '{device}' asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
-    if device.type == 'mps' and not torch.backends.mps.is_available():
-        raise UsageError(f"device '{name}' asked for, but Apple MPS is not available here: use --device=cpu")
-    if device.type not in ('cpu', 'cuda', 'mps'):
-        raise UsageError(f"device '{name}' is not supported: use auto, cpu, cuda, cuda:N or mps")
     return device
 
 
@@ -493,16 +592,6 @@ def pick_dtype(name, device):
 def cpu_has_amx():
     """torch's own check; it is private, so a torch without it counts as no AMX."""
     return getattr(torch.cpu, '_is_amx_tile_supported', lambda: False)()
-
-
-def learning_rate_at(step, config):
-    """Linear warmup to learning_rate, cosine decay to min_lr at lr_decay_iters, min_lr after."""
-    if step < config['warmup_iters']:
-        return config['learning_rate'] * (step + 1) / (config['warmup_iters'] + 1)
-    if step >= config['lr_decay_iters']:
-        return config['min_lr']
-    progress = (step - config['warmup_iters']) / (config['lr_decay_iters'] - config['warmup_iters'])
-    return config['min_lr'] + 0.5 * (1 + math.cos(math.pi * progress)) * (config['learning_rate'] - config['min_lr'])
 
 
 def make_optimizer(model, config, device):
@@ -526,211 +615,145 @@ def compiled(model, config, device, autocast):
         with torch.random.fork_rng(devices=[device]), autocast:
             compiled_model(x, x)[1].backward()
     except Exception as e:
-        print(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:100]}): running eagerly")
+        log(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:100]}): running eagerly")
         return model
     finally:
         model.zero_grad(set_to_none=True)
-    print(f"compiled the model in {time.perf_counter() - started:.1f} s")
+    log(f"compiled the model in {time.perf_counter() - started:.1f} s")
     return compiled_model
 
 
-def merge_checkpoint_config(config, overridden, checkpoint):
-    """Resuming or sampling: the checkpoint's hyperparameters, with this command's overrides on top.
-    The model's shape comes from the checkpoint; an override that contradicts it is an error."""
-    merged = dict(checkpoint['config'])
-    for name in overridden:
-        if name in MODEL_KEYS and config[name] != merged[name]:
-            raise UsageError(f"{name} = {config[name]!r} here, but the checkpoint was trained with {name} = "
-                             f"{merged[name]!r}: drop the override, or train afresh in another --out_dir")
-        merged[name] = config[name]
-    for name in ('resume', 'sample_only', 'out_dir'):
-        merged[name] = config[name]
-    return merged
+# ---- training
+class TrainingError(Exception):
+    """The run cannot go on (a NaN loss): reported as one line on stderr, exit code 1."""
+    exit_code = 1
 
 
 def main(config, overridden=()):
     """Train as config says (or resume, or only sample). Returns the summary of a training run."""
-    config = dict(config)
-    distributed = 'RANK' in os.environ  # set by torchrun
-    rank, world_size = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
-    log = print if rank == 0 else (lambda *args, **kwargs: None)
-    ckpt_path = os.path.join(config['out_dir'], 'ckpt.pt')
-    checkpoint = None
-    if config['resume'] and config['sample_only']:
-        raise UsageError("resume and sample_only exclude each other: pick one")
-    if config['resume'] or config['sample_only']:
-        checkpoint = load_checkpoint(ckpt_path, 'cpu')
-        config = merge_checkpoint_config(config, overridden, checkpoint)
-    check_config(config)
-    if checkpoint:
-        log(f"{'resuming' if config['resume'] else 'sampling'} from {ckpt_path}, step {checkpoint['step']}")
-    if overridden:
-        log("overrides: " + ", ".join(f"{name}={config[name]!r}" for name in dict.fromkeys(overridden)))
-    if config['gradient_accumulation_steps'] % world_size:
-        raise UsageError(f"gradient_accumulation_steps ({config['gradient_accumulation_steps']}) must be divisible "
-                         f"by the number of processes ({world_size})")
-    device = pick_device(config['device'], int(os.environ['LOCAL_RANK']) if distributed else None)
-    dtype = pick_dtype(config['dtype'], device)
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    if distributed:
-        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
-        if device.type == 'cuda':
-            torch.cuda.set_device(device)
-    random.seed(config['seed'] + rank)
-    torch.manual_seed(config['seed'] + rank)  # dropout differs by rank; DDP copies rank 0's initial weights
-
-    chars, splits = (checkpoint['chars'], None) if config['sample_only'] else load_data(config, checkpoint, device, log)
-    if rank == 0:
-        check_writable(config['out_dir'])
-    model = create_model(config, len(chars)).to(device)
-    params = sum(p.numel() for p in model.parameters())
-    optimizer = make_optimizer(model, config, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    generator = torch.Generator(device).manual_seed(config['seed'])
-    if checkpoint:
-        try:
-            model.load_state_dict(checkpoint['model'])
-            optimizer.load_state_dict(checkpoint['optimizer'])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise UsageError(f"{ckpt_path} does not fit this model: {str(e).splitlines()[0]}") from None
-        scaler.load_state_dict(checkpoint['scaler'])
-        restore_rng(checkpoint['rng'], generator)
-    log(f"{SCRIPT}: {params:,} parameters ({params / 1e6:.2f}M), device {device}, dtype {str(dtype)[6:]}"
-        + (f", {world_size} processes" if distributed else ""))
-    run = {'dtype': str(dtype)[6:], 'params': params}
-    if config['sample_only']:
-        run.update(step=checkpoint['step'], **checkpoint['losses'])
-        log(f"wrote {write_samples(model, chars, config, device, run)}")
+    run = Run(dict(config), overridden)
+    if run.config['sample_only']:
+        log(f"wrote {write_samples(run, run.checkpoint['step'], run.checkpoint['losses'])}")
         return None
-
-    summary = train(model, optimizer, scaler, generator, splits, chars, config, device, autocast, checkpoint, run, rank, world_size)
-    if distributed:
+    summary = train(run)
+    if run.distributed:
         dist.destroy_process_group()
     return summary
 
 
-def load_data(config, checkpoint, device, log):
-    """The vocabulary and the train and val splits, on the device (batches then cost no host transfer)."""
-    text = read_text(config['input_path'])
-    chars = ''.join(sorted(set(text)))
-    if len(chars) < 2:
-        raise UsageError(f"input_path {config['input_path']} has a vocabulary of one character ({chars!r}): nothing to learn")
-    if checkpoint and checkpoint['chars'] != chars:
-        raise UsageError(f"the checkpoint's vocabulary ({len(checkpoint['chars'])} characters) is not that of "
-                         f"{config['input_path']} ({len(chars)} characters): resume with the text it was trained on")
-    splits = split_data(encode(text, chars, 'the text'), config['block_size'])
-    log(f"data: {config['input_path']}, {len(text):,} characters, vocabulary of {len(chars)}, "
-        f"train {len(splits['train']):,}, val {len(splits['val']):,}")
-    return chars, {name: split.to(device) for name, split in splits.items()}
-
-
-def train(model, optimizer, scaler, generator, splits, chars, config, device, autocast, checkpoint, run, rank, world_size):
+def train(run):
     """The training loop: evaluate every eval_interval steps and at the end, checkpoint when val improves."""
-    ckpt_path = os.path.join(config['out_dir'], 'ckpt.pt')
-    metrics_path = os.path.join(config['out_dir'], 'metrics.jsonl')
+    config, checkpoint = run.config, run.checkpoint
     start_step = checkpoint['step'] if checkpoint else 0
     best_val_loss = checkpoint['best_val_loss'] if checkpoint else float('inf')
-    micro_steps = config['gradient_accumulation_steps'] // world_size
     tokens_per_step = config['gradient_accumulation_steps'] * config['batch_size'] * config['block_size']
-    fast_model = train_model = compiled(model, config, device, autocast)
-    if world_size > 1:
-        train_model = DDP(fast_model, device_ids=[device.index] if device.type == 'cuda' else None)
-    if rank == 0:
-        start_metrics(metrics_path, start_step)
-        warn_if_slow(config, device, run['params'] * 6 * tokens_per_step * (config['max_iters'] - start_step))
-        print(f"training: {tokens_per_step:,} tokens per step, steps {start_step} to {config['max_iters']}, "
-              f"lr warmup {config['warmup_iters']} then cosine to {config['min_lr']:g} at step {config['lr_decay_iters']}"
-              + (f", resumed from {ckpt_path}" if checkpoint else ""))
+    run.fast_model = run.train_model = compiled(run.model, config, run.device, run.autocast)
+    if run.world_size > 1:
+        run.train_model = DDP(run.fast_model, device_ids=[run.device.index] if run.device.type == 'cuda' else None)
+    if run.rank == 0:
+        start_metrics(run.metrics_path, start_step)
+    warn_if_slow(config, run.device, run.params * 6 * tokens_per_step * (config['max_iters'] - start_step))
+    log(f"training: {tokens_per_step:,} tokens per step, steps {start_step} to {config['max_iters']}, "
+        f"lr warmup {config['warmup_iters']} then cosine to {config['min_lr']:g} at step {config['lr_decay_iters']}"
+        + (f", resumed from {run.ckpt_path}" if checkpoint else ""))
+    losses = {'train_loss': float('nan'), 'val_loss': float('nan'), 'val_loss_full': float('nan')}
     pending = []  # (step, loss on the device) not yet read back
-    losses, step_seconds, eval_seconds = {}, 0.0, 0.0
-    bar = tqdm(total=config['max_iters'], initial=start_step, unit='step', disable=rank != 0 or None, dynamic_ncols=True)
-    with stop_requests(enabled=world_size == 1) as stop_requested:
+    step_seconds = eval_seconds = tokens_per_second = 0.0
+    bar = tqdm(total=config['max_iters'], initial=start_step, unit='step', disable=run.rank != 0 or None, dynamic_ncols=True)
+    with stop_requests(enabled=run.world_size == 1) as stop_requested:
         for step in range(start_step, config['max_iters'] + 1):
             last_step = step == config['max_iters']
             if step % config['eval_interval'] == 0 or last_step:
-                read_back(pending, bar, world_size)
-                if rank == 0:
+                read_back(pending, bar, run.world_size)
+                if run.rank == 0:
                     started = time.perf_counter()
-                    losses = estimate_loss(fast_model, splits, config, autocast)
+                    estimate = estimate_loss(run.fast_model, run.splits, config, run.autocast)
                     eval_seconds += time.perf_counter() - started
-                    if not all(map(math.isfinite, losses.values())):
-                        raise TrainingError(f"the estimated loss is {losses} at step {step}: stopping; {ckpt_path} keeps "
-                                            f"the last good weights. Try a lower --learning_rate")
+                    if not all(map(math.isfinite, estimate.values())):
+                        raise TrainingError(f"the estimated loss is {estimate} at step {step}: stopping; {run.ckpt_path} "
+                                            f"keeps the last good weights. Try a lower --learning_rate")
+                    losses.update(estimate)
                     tokens_per_second = tokens_per_step * (step - start_step) / max(step_seconds, 1e-9)
                     eta = (config['max_iters'] - step) * step_seconds / max(step - start_step, 1)
                     speed = f" ({tokens_per_second:,.0f} tokens/s, ETA {eta:.0f} s)" if step > start_step else ""
-                    tqdm.write(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}{speed}")
-                    append_metrics(metrics_path, {'step': step, 'train_loss': losses['train'], 'val_loss': losses['val'],
-                                                  'lr': learning_rate_at(step, config), 'elapsed': step_seconds + eval_seconds,
-                                                  'tokens_per_second': tokens_per_second})
-                    if losses['val'] < best_val_loss:
-                        best_val_loss = losses['val']
+                    log(f"step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}{speed}")
+                    append_metrics(run.metrics_path, {'step': step, **estimate, 'lr': learning_rate_at(step, config),
+                                                      'elapsed': step_seconds + eval_seconds,
+                                                      'tokens_per_second': tokens_per_second})
+                    if losses['val_loss'] < best_val_loss:
+                        best_val_loss = losses['val_loss']
                         if start_step < step < config['max_iters']:
-                            save_checkpoint(ckpt_path, model, optimizer, scaler, config, chars, step, best_val_loss,
-                                            losses_of(losses), generator)
+                            save_checkpoint(run, step, best_val_loss, losses)
             if last_step:
                 break
             started = time.perf_counter()
-            pending.append((step, train_step(train_model, model, optimizer, scaler, generator, splits['train'], config,
-                                             autocast, step, micro_steps, rank, world_size)))
+            pending.append((step, train_step(run, step)))
             if len(pending) == config['log_interval']:
-                read_back(pending, bar, world_size)
+                read_back(pending, bar, run.world_size)
             step_seconds += time.perf_counter() - started
             bar.update()
             if stop_requested:
-                read_back(pending, bar, world_size)
-                save_checkpoint(ckpt_path, model, optimizer, scaler, config, chars, step + 1, best_val_loss,
-                                losses_of(losses), generator)
+                read_back(pending, bar, run.world_size)
+                save_checkpoint(run, step + 1, best_val_loss, losses)
                 resume_args = [arg for arg in sys.argv[1:] if not arg.startswith('--resume=')]
-                raise KeyboardInterrupt(f"saved {ckpt_path} at step {step + 1}; continue with: "
+                raise KeyboardInterrupt(f"saved {run.ckpt_path} at step {step + 1}; continue with: "
                                         f"python {SCRIPT} {' '.join(resume_args + ['--resume=true'])}")
     bar.close()
-    if rank != 0:
+    if run.rank != 0:
         return None
 
-    window, overlap = full_val_windows(config)
-    val_loss_full = full_loss(model, splits['val'], window, overlap, config['batch_size'], autocast)
-    final_losses = losses_of(losses, val_loss_full)
-    run.update(step=config['max_iters'], **final_losses)
-    save_checkpoint(ckpt_path, model, optimizer, scaler, config, chars, config['max_iters'], best_val_loss,
-                    final_losses, generator)
-    samples_path = write_samples(model, chars, config, device, run)
-    summary = {'script': SCRIPT, 'config': config, 'iters': config['max_iters'], **final_losses,
+    losses['val_loss_full'] = full_loss(run.model, run.splits['val'], *full_val_windows(config), config['batch_size'],
+                                        run.autocast)
+    save_checkpoint(run, config['max_iters'], best_val_loss, losses)
+    samples_path = write_samples(run, config['max_iters'], losses)
+    summary = {'script': SCRIPT, 'config': config, 'iters': config['max_iters'], **losses,
                'best_val_loss': best_val_loss, 'train_seconds': step_seconds + eval_seconds, 'eval_seconds': eval_seconds,
-               'tokens_per_second': tokens_per_step * (config['max_iters'] - start_step) / max(step_seconds, 1e-9),
-               'device': str(device), 'dtype': run['dtype'], 'processes': world_size, 'params': run['params'],
-               'torch': torch.__version__, 'samples_path': samples_path, 'checkpoint': ckpt_path}
+               'tokens_per_second': tokens_per_second, 'device': str(run.device), 'dtype': str(run.dtype)[6:],
+               'processes': run.world_size, 'params': run.params, 'torch': torch.__version__,
+               'samples_path': samples_path, 'checkpoint': run.ckpt_path}
     summary_path = os.path.join(config['out_dir'], 'summary.json')
     write_atomic(summary_path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
-    print(f"val_loss_full {val_loss_full:.4f} (every val character once); trained {summary['train_seconds']:.1f} s "
-          f"at {summary['tokens_per_second']:,.0f} tokens/s")
-    print(f"wrote {samples_path}, {summary_path}, {metrics_path}, {ckpt_path}")
+    log(f"val_loss_full {losses['val_loss_full']:.4f} (every val character once); trained {summary['train_seconds']:.1f} s "
+        f"at {tokens_per_second:,.0f} tokens/s")
+    log(f"wrote {samples_path}, {summary_path}, {run.metrics_path}, {run.ckpt_path}")
     return summary
 
 
-def train_step(train_model, model, optimizer, scaler, generator, data, config, autocast, step, micro_steps, rank, world_size):
+def train_step(run, step):
     """One optimizer step over the global batch. Every process draws the whole batch from the same generator
     and trains on its own micro-batches, so the data (and the result) do not depend on the number of processes."""
-    for group in optimizer.param_groups:
+    config = run.config
+    for group in run.optimizer.param_groups:
         group['lr'] = learning_rate_at(step, config)
-    x, y = get_batch(data, config['gradient_accumulation_steps'] * config['batch_size'], config['block_size'], generator)
-    mine = list(zip(x.split(config['batch_size']), y.split(config['batch_size'])))[rank * micro_steps:(rank + 1) * micro_steps]
-    step_loss = torch.zeros((), device=data.device)
+    micro_steps = config['gradient_accumulation_steps'] // run.world_size
+    x, y = get_batch(run.splits['train'], config['gradient_accumulation_steps'] * config['batch_size'],
+                     config['block_size'], run.generator)
+    mine = list(zip(x.split(config['batch_size']), y.split(config['batch_size'])))[run.rank * micro_steps:(run.rank + 1) * micro_steps]
+    step_loss = torch.zeros((), device=x.device)
     for i, (xb, yb) in enumerate(mine):
         # gradients are averaged across processes on the last micro-step only
-        with train_model.no_sync() if world_size > 1 and i < micro_steps - 1 else contextlib.nullcontext():
-            with autocast:
-                _, loss = train_model(xb, yb)
-            scaler.scale(loss / micro_steps).backward()
+        with run.train_model.no_sync() if run.world_size > 1 and i < micro_steps - 1 else contextlib.nullcontext():
+            with run.autocast:
+                _, loss = run.train_model(xb, yb)
+            run.scaler.scale(loss / micro_steps).backward()
         step_loss += loss.detach().float() / micro_steps
     if config['grad_clip']:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config['grad_clip'])
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), config['grad_clip'])
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
     return step_loss
+
+
+def learning_rate_at(step, config):
+    """Linear warmup to learning_rate, cosine decay to min_lr at lr_decay_iters, min_lr after."""
+    if step < config['warmup_iters']:
+        return config['learning_rate'] * (step + 1) / (config['warmup_iters'] + 1)
+    if step >= config['lr_decay_iters']:
+        return config['min_lr']
+    progress = (step - config['warmup_iters']) / (config['lr_decay_iters'] - config['warmup_iters'])
+    return config['min_lr'] + 0.5 * (1 + math.cos(math.pi * progress)) * (config['learning_rate'] - config['min_lr'])
 
 
 def read_back(pending, bar, world_size):
@@ -758,7 +781,7 @@ def stop_requests(enabled):
     def handler(signum, frame):
         requested.append(signum)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        tqdm.write("interrupt: stopping after this step to save a checkpoint (Ctrl-C again to stop at once)")
+        log("interrupt: stopping after this step to save a checkpoint (Ctrl-C again to stop at once)")
 
     previous = signal.signal(signal.SIGINT, handler) if enabled else None
     try:
@@ -768,12 +791,6 @@ def stop_requests(enabled):
             signal.signal(signal.SIGINT, previous)
 
 
-def losses_of(estimate, val_loss_full=float('nan')):
-    """The losses a checkpoint and a sample file's header carry (nan for what is not known yet)."""
-    return {'train_loss': estimate.get('train', float('nan')), 'val_loss': estimate.get('val', float('nan')),
-            'val_loss_full': val_loss_full}
-
-
 def warn_if_slow(config, device, flops):
     """Say at once when a run is sized for a GPU but started on a CPU."""
     if device.type == 'cpu' and flops > 1e14:
@@ -781,14 +798,11 @@ def warn_if_slow(config, device, flops):
         cpu_config = os.path.join(here, 'configs', f"{SCRIPT[:-3]}_cpu.py")
         hint = (f"python {os.path.relpath(os.path.join(here, SCRIPT))} {os.path.relpath(cpu_config)}"
                 if os.path.exists(cpu_config) else "fewer steps or a smaller model")
-        print(f"note: these settings are sized for a GPU and this is a CPU (about {flops:.1e} FLOPs: many hours). "
-              f"For a run of a few minutes: {hint}")
+        log(f"note: these settings are sized for a GPU and this is a CPU (about {flops:.1e} FLOPs: many hours). "
+            f"For a run of a few minutes: {hint}")
 
 
-# ---- end shared: training ----
-
-
-# ---- shared: command line ----
+# ---- command line
 def run_command_line(args):
     """Parse the overrides, run main, and turn the expected failures into one line on stderr and an exit code."""
     if args[:1] in (['-h'], ['--help']):
@@ -797,22 +811,20 @@ def run_command_line(args):
     prefix = f"{SCRIPT}" + (f" [rank {os.environ['RANK']}]" if 'RANK' in os.environ else "")
     try:
         main(*parse_overrides(args, DEFAULTS))
-    except UsageError as e:
+    except (UsageError, TrainingError) as e:
         print(f"{prefix}: error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     except torch.OutOfMemoryError:
         print(f"{prefix}: error: out of GPU memory: try a smaller --batch_size or --block_size "
               f"(with more --gradient_accumulation_steps to keep the batch)", file=sys.stderr)
         return 2
-    except TrainingError as e:
-        print(f"{prefix}: error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt as e:
         print(f"{prefix}: interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr)
         return 130
     return 0
+# ==================================================================================== end of the engine
+
 
 
 if __name__ == '__main__':
     sys.exit(run_command_line(sys.argv[1:]))
-# ---- end shared: command line ----

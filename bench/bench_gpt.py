@@ -20,7 +20,7 @@ Training: ms/step, tokens/s and (on a GPU) MFU of gpt.train_step, for gpt.py's m
 for the reference: the lecture's model, one Head module per attention head with a masked softmax, not
 compiled, with the same sizes, dtype, autocast and AdamW; then the ratio of their tokens/s.
 Sampling: characters/s of num_samples sequences at once from gpt.py's model with its key/value cache (model.generate),
-from the same model recomputing the whole context for each character (gpt.generate, as the lecture
+from the same model recomputing the whole context for each character (generate_without_cache, as the lecture
 does), and from the reference the same way. Both run without autocast, as gpt.py samples.
 """
 import contextlib
@@ -115,6 +115,15 @@ class ReferenceGPT(nn.Module):
         return logits, F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T))
 
 
+@torch.inference_mode()
+def generate_without_cache(model, idx, max_new_tokens, context, generator):
+    """The lecture's generate: crop to the last `context` characters, predict, sample, append, repeat."""
+    for _ in range(max_new_tokens):
+        logits, _ = model(idx[:, -context:])
+        idx = torch.cat((idx, gpt.sample_next(logits[:, -1], 1.0, None, generator)), dim=1)
+    return idx
+
+
 def create_reference(config, vocab_size):
     return ReferenceGPT(vocab_size, config['block_size'], config['n_layer'], config['n_head'], config['n_embd'],
                         config['dropout'])
@@ -200,15 +209,16 @@ def timed(device, work):
 # ------------------------------------------------------------------ measurements
 def time_training(model, compile_model, config, env, options):
     """ms/step, tokens/s and MFU of gpt.train_step (AdamW, clipping, autocast) on model, after warmup steps."""
-    optimizer = gpt.make_optimizer(model, config, env.device)
-    scaler = torch.amp.GradScaler(env.device.type, enabled=env.dtype == torch.float16)
     train_model = gpt.compiled(model, config, env.device, env.autocast) if compile_model else model
-    generator = torch.Generator(env.device).manual_seed(config['seed'])
+    run = SimpleNamespace(  # what gpt.train_step reads of a gpt.Run, for one process
+        config=config, model=model, train_model=train_model, optimizer=gpt.make_optimizer(model, config, env.device),
+        scaler=torch.amp.GradScaler(env.device.type, enabled=env.dtype == torch.float16), autocast=env.autocast,
+        generator=torch.Generator(env.device).manual_seed(config['seed']), splits={'train': env.train_data},
+        rank=0, world_size=1)
     accumulation = config['gradient_accumulation_steps']
 
     def train(steps):
-        losses = [gpt.train_step(train_model, model, optimizer, scaler, generator, env.train_data, config, env.autocast,
-                                 step, accumulation, 0, 1) for step in range(steps)]
+        losses = [gpt.train_step(run, step) for step in range(steps)]
         return losses[-1] if losses else None
 
     train(options['warmup_steps'])
@@ -245,7 +255,7 @@ def bench_gpt(config, env, options):
         lambda idx, n, g: model.generate(idx, n, temperature=1.0, top_k=None, generator=g), env, options,
         config['num_samples'])
     results['sample_uncached_chars_per_s'] = sampling_rate(
-        lambda idx, n, g: gpt.generate(model, idx, n, model.block_size, generator=g), env, options,
+        lambda idx, n, g: generate_without_cache(model, idx, n, model.block_size, g), env, options,
         config['num_samples'])
     return results
 
@@ -259,7 +269,7 @@ def bench_reference(config, env, options):
     model.eval()
     print(f"reference: sampling {config['num_samples']} x {options['sample_chars']} characters")
     results['sample_reference_chars_per_s'] = sampling_rate(
-        lambda idx, n, g: gpt.generate(model, idx, n, config['block_size'], generator=g), env, options,
+        lambda idx, n, g: generate_without_cache(model, idx, n, config['block_size'], g), env, options,
         config['num_samples'])
     return results
 

@@ -62,10 +62,10 @@ def test_a_failing_rank_ends_the_job(tmp_path, text_file):
         sys.path.insert(0, {ROOT!r})
         import gpt
         original = gpt.train_step
-        def train_step(*args):
-            if os.environ['RANK'] == '1' and args[8] == 5:  # the step
+        def train_step(run, step):
+            if os.environ['RANK'] == '1' and step == 5:
                 raise gpt.TrainingError('injected failure on rank 1 at step 5')
-            return original(*args)
+            return original(run, step)
         gpt.train_step = train_step
         sys.exit(gpt.run_command_line(sys.argv[1:]))
     """))

@@ -1,6 +1,5 @@
 """Faults during a run: Ctrl-C, a loss that turns NaN, a checkpoint write that fails."""
 import errno
-import inspect
 import json
 import math
 import os
@@ -80,16 +79,14 @@ def poison(module, monkeypatch, at_step, report):
     """Wrap module.train_step: at at_step fill the weights with NaN; from then on return a NaN loss
     (report='nan') or a made-up finite one (report='finite', so that only the evaluation can notice)."""
     original = module.train_step
-    signature = inspect.signature(original)
 
-    def train_step(*args, **kwargs):
-        loss = original(*args, **kwargs)
-        arguments = signature.bind(*args, **kwargs).arguments
-        if arguments['step'] == at_step:
+    def train_step(run, step):
+        loss = original(run, step)
+        if step == at_step:
             with torch.no_grad():
-                for p in arguments['model'].parameters():
+                for p in run.model.parameters():
                     p.fill_(float('nan'))
-        if arguments['step'] >= at_step:
+        if step >= at_step:
             return torch.tensor(float('nan') if report == 'nan' else 1.0)
         return loss
 
@@ -144,20 +141,15 @@ def test_failed_checkpoint_write_keeps_the_old_checkpoint(trained, monkeypatch):
     still loads with its old step, and no .tmp file is left behind."""
     module, config, out_dir = trained
     path = str(out_dir / 'ckpt.pt')
-    old = load_ckpt(path)
     old_bytes = (out_dir / 'ckpt.pt').read_bytes()
-    model = module.create_model(config, len(old['chars']))
-    optimizer = module.make_optimizer(model, config, torch.device('cpu'))
-    scaler = torch.amp.GradScaler('cpu', enabled=False)
-    generator = torch.Generator().manual_seed(0)
+    run = module.Run(dict(config, resume=True), ())
 
     def no_space(src, dst):
         raise OSError(errno.ENOSPC, 'No space left on device')
 
     monkeypatch.setattr(module.os, 'replace', no_space)
     with pytest.raises(OSError):
-        module.save_checkpoint(path, model, optimizer, scaler, config, old['chars'], 999, 0.5,
-                               {'train_loss': 1.0, 'val_loss': 1.0, 'val_loss_full': 1.0}, generator)
+        module.save_checkpoint(run, 999, 0.5, {'train_loss': 1.0, 'val_loss': 1.0, 'val_loss_full': 1.0})
     monkeypatch.undo()
     assert (out_dir / 'ckpt.pt').read_bytes() == old_bytes
     assert load_ckpt(path)['step'] == config['max_iters']
