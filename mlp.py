@@ -15,6 +15,7 @@ The engine after the model is word for word the same in bigram.py and gpt.py.
 """
 import ast
 import contextlib
+import copy
 import difflib
 import hashlib
 import json
@@ -53,6 +54,7 @@ n_layer = 2                # hidden layers
 dropout = 0.1              # after each hidden layer
 # optimizer: AdamW, linear warmup, then cosine decay to min_lr
 max_iters = 20000          # optimizer steps
+time_budget = 0.0          # seconds of training (steps and evaluations); > 0 settles max_iters to fit, once
 learning_rate = 2e-3       # peak learning rate, reached after warmup_iters
 min_lr = 2e-4              # learning rate from lr_decay_iters on
 warmup_iters = 100         # steps of linear warmup from 0
@@ -109,11 +111,13 @@ class MLP(nn.Module):
         return logits, F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T), ignore_index=-1)
 
     @torch.inference_mode()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None, on_token=None):
         """The lecture's generate: predict from the last block_size characters, sample, append, repeat."""
         for _ in range(max_new_tokens):
             logits, _ = self(idx[:, -self.block_size:])
             idx = torch.cat((idx, sample_next(logits[:, -1], temperature, top_k, generator)), dim=1)
+            if on_token:  # each new character as it comes, (B,) ids
+                on_token(idx[:, -1])
         return idx
 
 
@@ -227,7 +231,8 @@ def check_config(config):
     for name in ('batch_size', 'block_size', 'max_iters', 'learning_rate', 'eval_interval', 'eval_iters',
                  'log_interval', 'num_samples', 'gradient_accumulation_steps'):
         require(config[name] > 0, f"{name} must be positive, got {config[name]}")
-    for name in ('min_lr', 'warmup_iters', 'lr_decay_iters', 'weight_decay', 'grad_clip', 'max_new_tokens', 'temperature'):
+    for name in ('min_lr', 'warmup_iters', 'lr_decay_iters', 'weight_decay', 'grad_clip', 'max_new_tokens', 'temperature',
+                 'time_budget'):
         require(config[name] >= 0, f"{name} must not be negative, got {config[name]}")
     for name in ('beta1', 'beta2'):
         require(0 <= config[name] < 1, f"{name} must be in [0, 1), got {config[name]}")
@@ -393,15 +398,21 @@ def write_samples(run, step, losses):
     config = run.config
     prompt_ids = encode(read_prompt(config), run.chars, 'the prompt').to(run.device)
     generator = torch.Generator(run.device).manual_seed(config['seed'])
+    watch = config['sample_only'] and sys.stdout.isatty()  # a person sees the first sample being written
+    if watch:
+        print(decode(prompt_ids.tolist(), run.chars), end='', flush=True)
     run.model.eval()
     ids = run.model.generate(prompt_ids.expand(config['num_samples'], -1), config['max_new_tokens'],
-                             config['temperature'], config['top_k'], generator)
+                             config['temperature'], config['top_k'], generator,
+                             on_token=lambda new: print(run.chars[new[0]], end='', flush=True) if watch else None)
+    if watch:
+        print()
     settings = {name: value for name, value in config.items() if name not in ('resume', 'sample_only')}
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     header = [f"# {SCRIPT} samples: diff two sample files to see what changed between runs",
               f"# torch {torch.__version__}, device {run.device.type}, dtype {str(run.dtype)[6:]}, {run.params:,} parameters",
               f"# step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}, "
-              f"val_loss_full {losses['val_loss_full']:.4f}"]
+              f"val_loss_full {losses['val_loss_full']:.4f} ({losses['val_loss_full'] / math.log(2):.4f} bits per character)"]
     header += [f"{name} = {value!r}" for name, value in settings.items()]
     body = [f"\n-------- sample {i + 1} of {len(ids)} --------\n{decode(row.tolist(), run.chars)}" for i, row in enumerate(ids)]
     path = os.path.join(config['out_dir'], f"samples_{digest}.txt")
@@ -672,6 +683,8 @@ def train(run):
     run.fast_model = run.train_model = compiled(run.model, config, run.device, run.autocast)
     if run.world_size > 1:
         run.train_model = DDP(run.fast_model, device_ids=[run.device.index] if run.device.type == 'cuda' else None)
+    if config['time_budget'] and not checkpoint:
+        settle_budget(run)
     if run.rank == 0:
         start_metrics(run.metrics_path, start_step)
     warn_if_slow(config, run.device, run.params * 6 * tokens_per_step * (config['max_iters'] - start_step))
@@ -726,6 +739,7 @@ def train(run):
 
     losses['val_loss_full'] = full_loss(run.model, run.splits['val'], *full_val_windows(config), config['batch_size'],
                                         run.autocast)
+    losses.update(bits_per_character_and_byte(losses['val_loss_full'], run.splits['val'], run.chars))
     save_checkpoint(run, config['max_iters'], best_val_loss, losses)
     samples_path = write_samples(run, config['max_iters'], losses)
     summary = {'script': SCRIPT, 'config': config, 'iters': config['max_iters'], **losses,
@@ -735,10 +749,55 @@ def train(run):
                'samples_path': samples_path, 'checkpoint': run.ckpt_path}
     summary_path = os.path.join(config['out_dir'], 'summary.json')
     write_atomic(summary_path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
-    log(f"val_loss_full {losses['val_loss_full']:.4f} (every val character once); trained {summary['train_seconds']:.1f} s "
-        f"at {tokens_per_second:,.0f} tokens/s")
+    per_byte = f", {losses['val_bpb']:.4f} per UTF-8 byte" if losses['val_bpb'] != losses['val_bpc'] else ""
+    log(f"val_loss_full {losses['val_loss_full']:.4f} nats = {losses['val_bpc']:.4f} bits per character{per_byte} (every "
+        f"val character once); trained {summary['train_seconds']:.1f} s at {tokens_per_second:,.0f} tokens/s")
     log(f"wrote {samples_path}, {summary_path}, {run.metrics_path}, {run.ckpt_path}")
     return summary
+
+
+def settle_budget(run):
+    """Turn time_budget into a step count, once, before the first step: time a few steps on a copy of the
+    state (then put it back, so the run stays exact) and one estimate, then set max_iters and lr_decay_iters
+    so that the steps and the evaluations fill the budget. Prints the flags that rerun it without the budget."""
+    config = run.config
+    saved = copy.deepcopy((run.model.state_dict(), run.optimizer.state_dict(), run.scaler.state_dict(),
+                           run.generator.get_state()))
+    with torch.random.fork_rng(devices=[run.device] if run.device.type == 'cuda' else []):
+        train_step(run, 0).item()  # the first steps pay for allocations and kernel choices: not timed
+        started, steps = time.perf_counter(), 0
+        while steps < 5 or time.perf_counter() - started < min(1.0, 0.02 * config['time_budget']):
+            steps += 1
+            train_step(run, steps).item()
+        step_seconds = (time.perf_counter() - started) / steps
+    run.model.load_state_dict(saved[0])
+    run.optimizer.load_state_dict(saved[1])
+    run.scaler.load_state_dict(saved[2])
+    run.generator.set_state(saved[3])
+    started = time.perf_counter()
+    if run.rank == 0:
+        estimate_loss(run.fast_model, run.splits, config, run.autocast)
+    eval_seconds = time.perf_counter() - started
+    # steps * step_seconds + (steps / eval_interval + 2) * eval_seconds = time_budget
+    steps = torch.tensor(int((config['time_budget'] - 2 * eval_seconds) / (step_seconds + eval_seconds / config['eval_interval'])))
+    if run.world_size > 1:
+        dist.broadcast(steps, 0)  # every process takes rank 0's count
+    if steps.item() <= config['warmup_iters']:
+        raise UsageError(f"a time budget of {config['time_budget']:g} s fits only {steps.item()} steps here (at "
+                         f"{1000 * step_seconds:.1f} ms a step), no more than warmup_iters = {config['warmup_iters']}")
+    config['max_iters'] = config['lr_decay_iters'] = steps.item()
+    log(f"time budget {config['time_budget']:g} s: {1000 * step_seconds:.1f} ms a step and {eval_seconds:.2f} s an estimate "
+        f"fit {steps.item():,} steps. To rerun exactly without the budget: --time_budget=0 --max_iters={steps.item()} "
+        f"--lr_decay_iters={steps.item()}")
+
+
+def bits_per_character_and_byte(loss, data, chars):
+    """The loss in bits, per character and per UTF-8 byte of the characters it scores (all but the first):
+    figures that compare across vocabularies and tokenizers."""
+    byte_counts = torch.tensor([len(c.encode()) for c in chars], dtype=torch.float64)
+    counts = sum(torch.bincount(part.long().cpu(), minlength=len(chars)) for part in data[1:].split(1 << 24))
+    bits = loss * (len(data) - 1) / math.log(2)
+    return {'val_bpc': loss / math.log(2), 'val_bpb': bits / (counts * byte_counts).sum().item()}
 
 
 def train_step(run, step):

@@ -1,0 +1,382 @@
+"""
+compare.py: training runs side by side: what differed, how each did, their loss curves, their samples.
+
+    python compare.py                                  # every run under out/, best first
+    python compare.py out/base out/wide                # these runs; a folder of runs stands for all of them
+    python compare.py out/base out/wide --sort=none    # in the order given
+    python compare.py out --png=docs/compare.png       # the picture somewhere else than out/compare.png
+
+A run is the out_dir of bigram.py, mlp.py or gpt.py: summary.json once it has finished, metrics.jsonl (one
+line per evaluation), ckpt.pt, samples_<hash>.txt. The table shows the hyperparameters that differ between
+the runs and marks the lowest val_loss_full with a *. The train and val curves against step and against
+training seconds go to compare.png in the folder that holds the runs; the picture needs matplotlib
+(pip install -r requirements-extra.txt), without it the val curves are drawn in the terminal.
+"""
+import ast
+import glob
+import json
+import math
+import os
+import re
+import sys
+
+RUN_FILES = ('summary.json', 'metrics.jsonl', 'ckpt.pt')  # a folder holding any of these is a run
+# settings that say where a run wrote and what it was asked to do when started, not what it trained
+BOOKKEEPING = ('out_dir', 'resume', 'sample_only', 'log_interval')
+SAMPLE_MARKER = re.compile(r'^-------- sample \d+ of \d+ --------$', re.MULTILINE)
+SAMPLE_LINES = 6                # lines shown of each run's first sample
+CHART_ROWS, CHART_COLUMNS = 12, 64
+MARKS = '123456789abcdefghijklmnopqrstuvwxyz'  # one per run in the text chart
+
+
+class UsageError(Exception):
+    """A path that does not exist, an unknown option, a picture that cannot be written: one line on stderr, exit 2."""
+
+
+def main(args):
+    if '-h' in args or '--help' in args:
+        print(__doc__.strip())
+        return 0
+    try:
+        paths, sort, png_path = parse_args(args)
+        runs, not_runs = collect(paths)
+        if sort == 'val_loss_full':
+            runs.sort(key=lambda run: (final_loss(run) is None, final_loss(run) or 0))  # unfinished runs last
+        if runs:
+            print_table(runs, differing_settings(runs))
+        for path, what in not_runs:
+            print(f"{path}: {what}")
+        if not runs:
+            print("compare.py: error: no runs to compare", file=sys.stderr)
+            return 1
+        show_curves(runs, png_path or default_png_path(runs))
+    except UsageError as e:
+        print(f"compare.py: error: {e}", file=sys.stderr)
+        return 2
+    print_samples(runs)
+    return 0
+
+
+def parse_args(args):
+    """The paths to compare, the sort order and the picture's path (None: beside the runs)."""
+    paths, sort, png_path = [], 'val_loss_full', None
+    for arg in args:
+        name, _, value = arg.partition('=')
+        if name == '--sort' and value in ('val_loss_full', 'none'):
+            sort = value
+        elif name == '--png' and value:
+            png_path = value
+        elif arg.startswith('--'):
+            raise UsageError(f"unknown option {arg}: the options are --sort=val_loss_full, --sort=none, --png=PATH")
+        else:
+            paths.append(arg)
+    return paths, sort, png_path
+
+
+# ------------------------------------------------------------------------------ reading run folders
+def collect(paths):
+    """The runs at or below the paths given (each once, in the order given), and the paths that hold no run."""
+    if not paths:
+        if not os.path.isdir('out'):
+            raise UsageError("no out/ folder here: name the run folders to compare (python compare.py --help)")
+        paths = ['out']
+    for path in paths:
+        if not os.path.exists(path):
+            raise UsageError(f"{path} does not exist")
+    runs, not_runs = {}, []
+    for path in paths:
+        folders = [os.path.normpath(folder) for folder, subfolders, files in sorted(os.walk(path))
+                   if any(name in files for name in RUN_FILES)]
+        for folder in folders:
+            runs.setdefault(folder, read_run(folder))
+        if not folders:
+            not_runs.append((path, what_is(path)))
+    return list(runs.values()), not_runs
+
+
+def what_is(path):
+    """What a path that holds no run is, in a few words."""
+    if not os.path.isdir(path):
+        return "a file, not a run folder"
+    try:
+        return "not a run: no summary.json, metrics.jsonl or ckpt.pt in it" if os.listdir(path) else "an empty folder"
+    except OSError as e:
+        return f"cannot be read: {e.strerror}"
+
+
+def read_run(folder):
+    """What compare.py shows of one run; what could not be read goes into its notes."""
+    run = {'folder': folder, 'summary': {}, 'metrics': [], 'sample': None, 'notes': []}
+    summary_path, metrics_path = os.path.join(folder, 'summary.json'), os.path.join(folder, 'metrics.jsonl')
+    if not os.path.exists(summary_path):
+        held = ', '.join(name for name in RUN_FILES if os.path.exists(os.path.join(folder, name)))
+        run['notes'].append(f"unfinished: {held}, no summary.json (interrupted, or still running)")
+    else:
+        try:
+            run['summary'] = read_summary(summary_path)
+        except (OSError, ValueError) as e:
+            run['notes'].append(f"summary.json unreadable ({reason(e)})")
+    if os.path.exists(metrics_path):
+        try:
+            run['metrics'], skipped = read_metrics(metrics_path)
+            run['notes'] += [f"{skipped} unreadable line(s) of metrics.jsonl left out"] if skipped else []
+        except OSError as e:
+            run['notes'].append(f"metrics.jsonl unreadable ({reason(e)})")
+    script, settings = None, None
+    sample_path = pick_sample_file(folder, run['summary'])
+    if sample_path:
+        try:
+            script, settings, run['sample'] = read_sample_file(sample_path)
+        except (OSError, ValueError) as e:
+            run['notes'].append(f"{os.path.basename(sample_path)} unreadable ({reason(e)})")
+    summary = run['summary']
+    run['script'] = str(summary.get('script') or script or '?')
+    if isinstance(summary.get('config'), dict):
+        # what the run ran on, not what it asked for: device 'auto' is cpu on one machine and cuda on another
+        settings = dict(summary['config'], **{name: summary[name] for name in ('device', 'dtype') if name in summary})
+    run['settings'] = settings
+    return run
+
+
+def read_summary(path):
+    with open(path, encoding='utf-8') as f:
+        summary = json.load(f)
+    if not isinstance(summary, dict):
+        raise ValueError("not a JSON object")
+    return summary
+
+
+def read_metrics(path):
+    """The evaluations in metrics.jsonl, and how many lines could not be read (a line cut short by a crash)."""
+    records, skipped = [], 0
+    with open(path, encoding='utf-8', errors='replace') as f:
+        for line in filter(str.strip, f):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict) and number(record.get('step')) is not None:
+                records.append(record)
+            else:
+                skipped += 1
+    return sorted(records, key=lambda record: record['step']), skipped
+
+
+def pick_sample_file(folder, summary):
+    """The training run's sample file: the one summary.json names, else the oldest (sample_only adds newer ones)."""
+    named = summary.get('samples_path')
+    # looked up by name in this folder: a run moved aside to out/gpt-<time> still names out/gpt/samples_...
+    if isinstance(named, str) and os.path.isfile(os.path.join(folder, os.path.basename(named))):
+        return os.path.join(folder, os.path.basename(named))
+    return min(glob.glob(os.path.join(glob.escape(folder), 'samples_*.txt')), key=os.path.getmtime, default=None)
+
+
+def read_sample_file(path):
+    """The script, the hyperparameters (the header's name = value lines, with the device and dtype the run used)
+    and the first sample of a sample file."""
+    with open(path, encoding='utf-8') as f:
+        header, *samples = SAMPLE_MARKER.split(f.read())
+    lines = header.splitlines()
+    words = lines[0].split() if lines else []
+    script = words[1] if words[:1] == ['#'] and len(words) > 1 and words[1].endswith('.py') else None
+    settings = {}
+    for line in lines:
+        name, equals, value = line.partition(' = ')
+        if equals and not line.startswith('#'):
+            settings[name] = literal(value)
+    ran_on = re.search(r'device (\S+), dtype (\S+),', header)
+    if settings and ran_on:
+        settings.update(device=ran_on[1], dtype=ran_on[2])
+    return script, settings or None, samples[0].strip('\n') if samples else None
+
+
+def literal(text):
+    """A value the header wrote with repr(), read back; the text itself when it is no literal (nan, inf)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def reason(error):
+    return error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
+
+
+def number(value):
+    """value when it is a finite number, else None (a summary or a metrics line may hold null, NaN or nothing)."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return value if is_number and math.isfinite(value) else None
+
+
+def first_number(*values):
+    return next((value for value in map(number, values) if value is not None), None)
+
+
+# ------------------------------------------------------------------------------ the table
+def final_loss(run):
+    return number(run['summary'].get('val_loss_full'))
+
+
+def differing_settings(runs):
+    """The hyperparameters not the same in every run whose settings are known, in the scripts' order."""
+    known = [run['settings'] for run in runs if run['settings'] is not None]
+    names = dict.fromkeys(name for settings in known for name in settings if name not in BOOKKEEPING)
+    return [name for name in names if len({shown(settings, name) for settings in known}) > 1]
+
+
+def shown(settings, name):
+    """A setting as the table shows it: '-' for a key this run's script lacks, '?' for a run of unknown settings."""
+    if settings is None:
+        return '?'
+    value = settings.get(name, '-')
+    return value if isinstance(value, str) else repr(value)
+
+
+def figures(run):
+    """steps, seconds, tokens/s, val_loss_full, val_bpc: from summary.json, else from the last evaluation."""
+    summary, last, loss = run['summary'], run['metrics'][-1] if run['metrics'] else {}, final_loss(run)
+    values = [(first_number(summary.get('iters'), last.get('step')), '.0f'),
+              (first_number(summary.get('train_seconds'), last.get('elapsed')), '.1f'),
+              (first_number(summary.get('tokens_per_second'), last.get('tokens_per_second')), ',.0f'),
+              (loss, '.4f'),
+              (first_number(summary.get('val_bpc'), None if loss is None else loss / math.log(2)), '.4f')]
+    return ['-' if value is None else format(value, spec) for value, spec in values]
+
+
+def print_table(runs, differing):
+    """One row per run, the best marked; below it, what is odd about a run."""
+    best = min((run for run in runs if final_loss(run) is not None), key=final_loss, default=None)
+    header = ['', 'run', 'script', *differing, 'steps', 'seconds', 'tokens/s', 'val_loss_full', 'val_bpc']
+    rows = [['*' if run is best else '', run['folder'], run['script'],
+             *[shown(run['settings'], name) for name in differing], *figures(run)] for run in runs]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    rule = [''] + ['-' * width for width in widths[1:]]
+    for row in [header, rule, *rows]:
+        cells = [cell.ljust(width) if i < 3 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths))]
+        print('  '.join(cells).rstrip())
+    if best:
+        print("* the lowest val_loss_full (nats per character; val_bpc: bits per character)")
+    for run in runs:
+        if run['notes']:
+            print(f"{run['folder']}: {'; '.join(run['notes'])}")
+
+
+# ------------------------------------------------------------------------------ the curves
+def show_curves(runs, png_path):
+    """The picture when matplotlib is there, else the val curves in characters."""
+    drawn = [run for run in runs if curve(run, 'step', 'val_loss')]
+    if not drawn:
+        print("\nno curves to draw: no run has an evaluation in its metrics.jsonl")
+    elif draw_picture(drawn, png_path):
+        print(f"\nwrote {png_path}: the train and val loss estimates against step and training seconds")
+    else:
+        print_chart(drawn)
+        print("for a picture of the train and val curves against step and seconds: pip install -r requirements-extra.txt")
+
+
+def curve(run, x_key, y_key):
+    """The (x, y) points of a run's evaluations that hold both as numbers."""
+    points = [(number(record.get(x_key)), number(record.get(y_key))) for record in run['metrics']]
+    return [(x, y) for x, y in points if x is not None and y is not None]
+
+
+def legend_names(runs):
+    """Each run's name in a legend: its folder, its script when the scripts differ, and the settings that differ
+    from the other runs of its script (between two scripts nearly every setting differs)."""
+    several_scripts = len({run['script'] for run in runs}) > 1
+    names = []
+    for run in runs:
+        differing = differing_settings([other for other in runs if other['script'] == run['script']])
+        script = f" ({run['script']})" if several_scripts else ''
+        names.append(' '.join([run['folder'] + script] + [f"{name}={shown(run['settings'], name)}" for name in differing]))
+    return names
+
+
+def loss_range(curves):
+    """The lowest and highest loss, leaving out each curve's first evaluation: that is the untrained model
+    (about ln(vocabulary size)), and it would squeeze the rest of the curves into a few rows."""
+    losses = [loss for points in curves for _, loss in (points[1:] or points)]
+    return min(losses), max(losses)
+
+
+def default_png_path(runs):
+    """compare.png in the folder that holds all the runs (out/ for out/base and out/wide)."""
+    parents = [os.path.dirname(os.path.abspath(run['folder'])) for run in runs]
+    return os.path.relpath(os.path.join(os.path.commonpath(parents), 'compare.png'))
+
+
+def draw_picture(runs, png_path):
+    """Two panels, loss against step and against training seconds; False when matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    figure, panels = plt.subplots(1, 2, figsize=(11, 5), sharey=True, layout='constrained')
+    for i, (run, name) in enumerate(zip(runs, legend_names(runs))):
+        for panel, x_key in zip(panels, ('step', 'elapsed')):
+            for y_key, style in (('train_loss', '--'), ('val_loss', '-')):
+                points = curve(run, x_key, y_key)
+                panel.plot([x for x, _ in points], [y for _, y in points], style, color=f"C{i % 10}",
+                           label=name if (panel, y_key) == (panels[0], 'val_loss') else None)
+    low, high = loss_range([curve(run, 'step', key) for run in runs for key in ('train_loss', 'val_loss')])
+    margin = 0.05 * (high - low) or 0.1
+    panels[0].set(xlabel='step', ylabel='loss (nats per character)', ylim=(low - margin, high + margin))
+    panels[1].set(xlabel='training seconds')
+    for panel in panels:
+        panel.grid(alpha=0.3)
+    figure.legend(loc='outside lower center', ncols=1 + (len(runs) > 3), title='val estimate solid, train estimate dashed')
+    try:
+        figure.savefig(png_path, dpi=100)
+    except OSError as e:
+        raise UsageError(f"cannot write {png_path}: {e.strerror}") from None
+    finally:
+        plt.close(figure)
+    return True
+
+
+def print_chart(runs):
+    """The val curves against step, CHART_ROWS characters high, each run drawn with its mark."""
+    curves = [curve(run, 'step', 'val_loss') for run in runs]
+    last_step = max(step for points in curves for step, _ in points) or 1
+    low, high = loss_range(curves)
+    grid = [[' '] * CHART_COLUMNS for _ in range(CHART_ROWS)]
+    for mark, points in zip(MARKS, curves):
+        for column in range(CHART_COLUMNS):
+            loss = interpolate(points, last_step * column / (CHART_COLUMNS - 1))
+            row = None if loss is None else round((high - loss) / ((high - low) or 1) * (CHART_ROWS - 1))
+            if row is not None and 0 <= row < CHART_ROWS:  # above the top: the untrained model's first evaluation
+                grid[row][column] = mark
+    print("\nval loss against step")
+    for row, cells in enumerate(grid):
+        axis = f"{high - (high - low) * row / (CHART_ROWS - 1):.2f}" if row in (0, CHART_ROWS // 2, CHART_ROWS - 1) else ''
+        print(f"{axis:>7} |{''.join(cells)}".rstrip())
+    print(f"{'':>7} +{'-' * CHART_COLUMNS}\n{'':>8}0{last_step:>{CHART_COLUMNS - 1}.0f}")
+    for mark, name in zip(MARKS, legend_names(runs)):
+        print(f"  {mark}  {name}")
+
+
+def interpolate(points, step):
+    """The loss at step on the straight lines between evaluations; None outside them."""
+    for (step_before, loss_before), (step_after, loss_after) in zip(points, points[1:] or points):
+        if step_before <= step <= step_after:
+            share = (step - step_before) / ((step_after - step_before) or 1)
+            return loss_before + share * (loss_after - loss_before)
+    return None
+
+
+# ------------------------------------------------------------------------------ the samples
+def print_samples(runs):
+    print(f"\nthe first {SAMPLE_LINES} lines of each run's first sample")
+    for run in runs:
+        print(f"\n==== {run['folder']} ({run['script']}) ====")
+        print('\n'.join(run['sample'].splitlines()[:SAMPLE_LINES]) if run['sample'] is not None else "(no sample file)")
+
+
+if __name__ == '__main__':
+    sys.stdout.reconfigure(errors='replace')  # a sample's characters that the terminal cannot show become '?'
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except BrokenPipeError:  # the reader stopped early (python compare.py | head): nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
