@@ -19,7 +19,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import signal
 import sys
 import time
@@ -387,8 +386,9 @@ def write_samples(run, step, losses):
         print()
     settings = {name: value for name, value in config.items() if name not in ('resume', 'sample_only')}
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    stages = f"trained in {run.checkpoint.get('dtype', '?') if config['sample_only'] else str(run.dtype)[6:]}, sampled in float32"
     header = [f"# {SCRIPT} samples: diff two sample files to see what changed between runs",
-              f"# torch {torch.__version__}, device {run.device.type}, dtype {str(run.dtype)[6:]}, {run.params:,} parameters",
+              f"# torch {torch.__version__}, device {run.device.type}, {stages}, {run.params:,} parameters",
               f"# step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}, "
               f"val_loss_full {losses['val_loss_full']:.4f} ({losses['val_loss_full'] / math.log(2):.4f} bits per character)"]
     header += [f"{name} = {value!r}" for name, value in settings.items()]
@@ -437,9 +437,8 @@ def save_checkpoint(run, step, best_val_loss, losses):
     checkpoint = {
         'script': SCRIPT, 'model': run.model.state_dict(), 'optimizer': run.optimizer.state_dict(),
         'scaler': run.scaler.state_dict(), 'config': run.config, 'chars': run.chars, 'step': step,
-        'best_val_loss': best_val_loss, 'losses': losses,
-        'rng': {'python': random.getstate(), 'torch': torch.get_rng_state(), 'batches': run.generator.get_state(),
-                'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        'best_val_loss': best_val_loss, 'losses': losses, 'dtype': str(run.dtype)[6:],
+        'rng': {'batches': run.generator.get_state()},  # dropout needs no state: train_step seeds it each step
     }
     write_atomic(run.ckpt_path, lambda f: torch.save(checkpoint, f))
 
@@ -457,14 +456,6 @@ def load_checkpoint(path, device):
     if not isinstance(checkpoint, dict) or checkpoint.get('script') != SCRIPT:
         raise UsageError(f"{path} is not a checkpoint of {SCRIPT}")
     return checkpoint
-
-
-def restore_rng(rng, generator):
-    random.setstate(rng['python'])
-    torch.set_rng_state(rng['torch'].cpu())
-    generator.set_state(rng['batches'].cpu())
-    if rng['cuda'] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([state.cpu() for state in rng['cuda']])
 
 
 def start_metrics(path, start_step):
@@ -530,8 +521,7 @@ class Run:
             dist.init_process_group('nccl' if self.device.type == 'cuda' else 'gloo')
             if self.device.type == 'cuda':
                 torch.cuda.set_device(self.device)
-        random.seed(self.config['seed'] + self.rank)
-        torch.manual_seed(self.config['seed'] + self.rank)  # dropout differs by rank; DDP copies rank 0's initial weights
+        torch.manual_seed(self.config['seed'])  # the initial weights
 
     def build_model(self):
         """The model, its optimizer, gradient scaler and batch generator, restored from the checkpoint if any."""
@@ -540,14 +530,21 @@ class Run:
         self.optimizer = make_optimizer(self.model, self.config, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.generator = torch.Generator(self.device).manual_seed(self.config['seed'])
-        if self.checkpoint:
-            try:
+        try:
+            if self.checkpoint:
                 self.model.load_state_dict(self.checkpoint['model'])
+            if self.config['resume']:  # sampling needs the weights only
                 self.optimizer.load_state_dict(self.checkpoint['optimizer'])
-            except (RuntimeError, ValueError, KeyError) as e:
-                raise UsageError(f"{self.ckpt_path} does not fit this model: {str(e).splitlines()[0]}") from None
-            self.scaler.load_state_dict(self.checkpoint['scaler'])
-            restore_rng(self.checkpoint['rng'], self.generator)
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise UsageError(f"{self.ckpt_path} does not fit this model: {str(e).splitlines()[0]}") from None
+        if self.config['resume']:
+            if self.checkpoint['scaler']:  # empty unless the checkpoint was trained in float16
+                self.scaler.load_state_dict(self.checkpoint['scaler'])
+            try:  # the batch order goes on where it stopped, unless saved on another kind of device (CUDA's state: 16 bytes)
+                self.generator.set_state(self.checkpoint['rng']['batches'].cpu())
+            except RuntimeError:
+                self.generator.manual_seed(self.config['seed'] + self.checkpoint['step'])
+                log("note: the checkpoint's batch order was saved on another kind of device: new batches from here on")
         log(f"{SCRIPT}: {self.params:,} parameters ({self.params / 1e6:.2f}M), device {self.device}, dtype "
             f"{str(self.dtype)[6:]}" + (f", {self.world_size} processes" if self.distributed else ""))
 
@@ -588,11 +585,12 @@ def pick_device(name, local_rank):
 
 
 def pick_dtype(name, device):
-    """'auto': bfloat16 on a GPU that has it (float16 with a gradient scaler on older ones) and on a CPU with
+    """'auto': bfloat16 on a GPU that has it natively, from compute capability 8.0 (Ampere) on; float16 with a
+    gradient scaler on older ones (V100, T4), where torch emulates bfloat16 slowly; bfloat16 on a CPU with
     bfloat16 matrix units (Intel AMX: its matmuls run 5-9x faster than in float32); float32 elsewhere."""
     if name == 'auto':
         if device.type == 'cuda':
-            name = 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
+            name = 'bfloat16' if torch.cuda.get_device_capability(device)[0] >= 8 else 'float16'
         elif device.type == 'cpu' and cpu_has_amx():
             name = 'bfloat16'
         else:
@@ -615,21 +613,22 @@ def make_optimizer(model, config, device):
                              betas=(config['beta1'], config['beta2']), fused=device.type in ('cuda', 'cpu'))
 
 
-def compiled(model, config, device, autocast):
-    """torch.compile on CUDA, tried on one step up front so a failure falls back to eager in one line."""
-    if not (config['compile_model'] and device.type == 'cuda'):
-        return model
+def compiled(run):
+    """torch.compile, tried on one step up front so a failure falls back to eager in one line. Out of memory is
+    no compile failure (eager would run out too): it goes on to the one line that reports it."""
     started = time.perf_counter()
-    compiled_model = torch.compile(model)
-    x = torch.zeros(config['batch_size'], config['block_size'], dtype=torch.long, device=device)
+    compiled_model = torch.compile(run.model)
+    x = torch.zeros(run.config['batch_size'], run.config['block_size'], dtype=torch.long, device=run.device)
     try:
-        with torch.random.fork_rng(devices=[device]), autocast:
+        with run.autocast:
             compiled_model(x, x)[1].backward()
+    except torch.cuda.OutOfMemoryError:
+        raise
     except Exception as e:
         log(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:100]}): running eagerly")
-        return model
+        return run.model
     finally:
-        model.zero_grad(set_to_none=True)
+        run.model.zero_grad(set_to_none=True)
     log(f"compiled the model in {time.perf_counter() - started:.1f} s")
     return compiled_model
 
@@ -658,9 +657,10 @@ def train(run):
     start_step = checkpoint['step'] if checkpoint else 0
     best_val_loss = checkpoint['best_val_loss'] if checkpoint else float('inf')
     tokens_per_step = config['gradient_accumulation_steps'] * config['batch_size'] * config['block_size']
-    run.fast_model = run.train_model = compiled(run.model, config, run.device, run.autocast)
-    if run.world_size > 1:
-        run.train_model = DDP(run.fast_model, device_ids=[run.device.index] if run.device.type == 'cuda' else None)
+    if config['compile_model'] and run.device.type == 'cuda':
+        run.fast_model = run.train_model = compiled(run)
+    if run.world_size > 1:  # the only buffers (rotary frequencies) are constants: nothing to broadcast each step
+        run.train_model = DDP(run.fast_model, broadcast_buffers=False)
     if config['time_budget'] and not checkpoint:
         settle_budget(run)
     if run.rank == 0:
@@ -785,6 +785,7 @@ def train_step(run, step):
     for group in run.optimizer.param_groups:
         group['lr'] = learning_rate_at(step, config)
     micro_steps = config['gradient_accumulation_steps'] // run.world_size
+    torch.manual_seed(hash((config['seed'], run.rank, step)))  # dropout: one stream per rank and step, resumable anywhere
     x, y = get_batch(run.splits['train'], config['gradient_accumulation_steps'] * config['batch_size'],
                      config['block_size'], run.generator)
     mine = list(zip(x.split(config['batch_size']), y.split(config['batch_size'])))[run.rank * micro_steps:(run.rank + 1) * micro_steps]
@@ -873,7 +874,7 @@ def run_command_line(args):
     except (UsageError, TrainingError) as e:
         print(f"{prefix}: error: {e}", file=sys.stderr)
         return e.exit_code
-    except torch.OutOfMemoryError:
+    except torch.cuda.OutOfMemoryError:  # not torch.OutOfMemoryError: that name is new in torch 2.5
         print(f"{prefix}: error: out of GPU memory: try a smaller --batch_size or --block_size "
               f"(with more --gradient_accumulation_steps to keep the batch)", file=sys.stderr)
         return 2
