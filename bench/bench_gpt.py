@@ -209,12 +209,13 @@ def timed(device, work):
 # ------------------------------------------------------------------ measurements
 def time_training(model, compile_model, config, env, options):
     """ms/step, tokens/s and MFU of gpt.train_step (AdamW, clipping, autocast) on model, after warmup steps."""
-    train_model = gpt.compiled(model, config, env.device, env.autocast) if compile_model else model
-    run = SimpleNamespace(  # what gpt.train_step reads of a gpt.Run, for one process
-        config=config, model=model, train_model=train_model, optimizer=gpt.make_optimizer(model, config, env.device),
+    run = SimpleNamespace(  # what gpt.train_step and gpt.compiled read of a gpt.Run, for one process
+        config=config, model=model, train_model=model, optimizer=gpt.make_optimizer(model, config, env.device),
         scaler=torch.amp.GradScaler(env.device.type, enabled=env.dtype == torch.float16), autocast=env.autocast,
         generator=torch.Generator(env.device).manual_seed(config['seed']), splits={'train': env.train_data},
-        rank=0, world_size=1)
+        rank=0, world_size=1, device=env.device)
+    if compile_model and env.device.type == 'cuda':  # as gpt.train does
+        run.train_model = gpt.compiled(run)
     accumulation = config['gradient_accumulation_steps']
 
     def train(steps):
@@ -227,7 +228,7 @@ def time_training(model, compile_model, config, env, options):
         raise gpt.TrainingError(f"the training loss is {loss.item()}: the timing would mean nothing")
     tokens_per_s = accumulation * config['batch_size'] * config['block_size'] * options['steps'] / seconds
     peak = peak_flops(env, options)
-    return {'params': sum(p.numel() for p in model.parameters()), 'compiled': train_model is not model,
+    return {'params': sum(p.numel() for p in model.parameters()), 'compiled': run.train_model is not model,
             'ms_per_step': round(1000 * seconds / options['steps'], 2), 'tokens_per_s': round(tokens_per_s),
             'mfu': round(tokens_per_s * flops_per_token(model, config) / peak, 4) if peak else None}
 

@@ -189,8 +189,8 @@ def documented_commands():
     with open(os.path.join(ROOT, 'README.md'), encoding='utf-8') as f:
         in_code = False
         for line in f:
-            in_code ^= line.startswith('```')
-            found += [('README.md', line.strip())] if in_code and not line.startswith('```') else []
+            in_code ^= line.strip().startswith('```')
+            found += [('README.md', line.strip())] if in_code and not line.strip().startswith('```') else []
     for name in SCRIPTS:
         found += [(f'{name}.py docstring', line.strip()) for line in load(name).__doc__.splitlines()]
     scripts = {f'{name}.py' for name in SCRIPTS}
