@@ -564,8 +564,7 @@ class Run:
                 self.scaler.load_state_dict(self.checkpoint['scaler'])
             try:  # the batch order goes on where it stopped, unless saved on another kind of device (CUDA's state: 16 bytes)
                 self.generator.set_state(self.checkpoint['rng']['batches'].cpu())
-            except RuntimeError:
-                self.generator.manual_seed(self.config['seed'] + self.checkpoint['step'])
+            except RuntimeError:  # this device's kind of generator, seeded as at the start, draws other batches
                 log("note: the checkpoint's batch order was saved on another kind of device: new batches from here on")
         log(f"{SCRIPT}: {self.params:,} parameters ({self.params / 1e6:.2f}M), device {self.device}, dtype "
             f"{str(self.dtype)[6:]}" + (f", {self.world_size} processes" if self.distributed else ""))
@@ -636,8 +635,7 @@ def make_optimizer(model, config, device):
 
 
 def compiled(run):
-    """torch.compile, tried on one step up front so a failure falls back to eager in one line. Out of memory is
-    no compile failure (eager would run out too): it goes on to the one line that reports it."""
+    """torch.compile, tried on one step up front so a failure falls back to eager in one line."""
     started = time.perf_counter()
     compiled_model = torch.compile(run.model)
     x = torch.zeros(run.config['batch_size'], run.config['block_size'], dtype=torch.long, device=run.device)
@@ -645,7 +643,7 @@ def compiled(run):
         with run.autocast:
             compiled_model(x, x)[1].backward()
     except torch.cuda.OutOfMemoryError:
-        raise
+        raise  # no compile failure (eager would run out too): reported once, by run_command_line
     except Exception as e:
         log(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:100]}): running eagerly")
         return run.model
@@ -763,13 +761,12 @@ def settle_budget(run):
     config = run.config
     saved = copy.deepcopy((run.model.state_dict(), run.optimizer.state_dict(), run.scaler.state_dict(),
                            run.generator.get_state()))
-    with torch.random.fork_rng(devices=[run.device] if run.device.type == 'cuda' else []):
-        train_step(run, 0).item()  # the first steps pay for allocations and kernel choices: not timed
-        started, steps = time.perf_counter(), 0
-        while steps < 5 or time.perf_counter() - started < min(1.0, 0.02 * config['time_budget']):
-            steps += 1
-            train_step(run, steps).item()
-        step_seconds = (time.perf_counter() - started) / steps
+    train_step(run, 0).item()  # the first steps pay for allocations and kernel choices: not timed
+    started, steps = time.perf_counter(), 0
+    while steps < 5 or time.perf_counter() - started < min(1.0, 0.02 * config['time_budget']):
+        steps += 1
+        train_step(run, steps).item()
+    step_seconds = (time.perf_counter() - started) / steps
     run.model.load_state_dict(saved[0])
     run.optimizer.load_state_dict(saved[1])
     run.scaler.load_state_dict(saved[2])
@@ -807,7 +804,8 @@ def train_step(run, step):
     for group in run.optimizer.param_groups:
         group['lr'] = learning_rate_at(step, config)
     micro_steps = config['gradient_accumulation_steps'] // run.world_size
-    torch.manual_seed(hash((config['seed'], run.rank, step)))  # dropout: one stream per rank and step, resumable anywhere
+    generator = torch.cuda.default_generators[run.device.index] if run.device.type == 'cuda' else torch.default_generator
+    generator.manual_seed(hash((config['seed'], run.rank, step)))  # dropout draws from it: per rank and step, never saved
     x, y = get_batch(run.splits['train'], config['gradient_accumulation_steps'] * config['batch_size'],
                      config['block_size'], run.generator)
     mine = list(zip(x.split(config['batch_size']), y.split(config['batch_size'])))[run.rank * micro_steps:(run.rank + 1) * micro_steps]

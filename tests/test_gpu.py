@@ -89,6 +89,19 @@ def test_dropout_stream_depends_on_seed_rank_and_step_only(tmp_path, text_file):
     assert not torch.equal(draws[0], draws[3])  # another step
 
 
+def test_on_a_gpu_the_step_seeds_that_gpus_generator(tmp_path, text_file, monkeypatch):
+    """On cuda:1 dropout draws from CUDA device 1's default generator: that one is seeded, no other (stand-ins here)."""
+    gpt = load('gpt')
+    run = gpt.Run(tiny_config(gpt, tmp_path, text_file), ())
+    generators = (torch.Generator().manual_seed(10), torch.Generator().manual_seed(11))
+    monkeypatch.setattr(torch.cuda, 'default_generators', generators)
+    cpu_seed = torch.default_generator.initial_seed()
+    run.device = torch.device('cuda', 1)
+    gpt.train_step(run, 7)
+    assert generators[1].initial_seed() == hash((run.config['seed'], 0, 7)) % 2**64
+    assert generators[0].initial_seed() == 10 and torch.default_generator.initial_seed() == cpu_seed
+
+
 # ------------------------------------------------------------------------------ the dtype per GPU
 @pytest.mark.parametrize('capability, expected', [((6, 0), torch.float16), ((7, 0), torch.float16), ((7, 5), torch.float16),
                                                   ((8, 0), torch.bfloat16), ((8, 9), torch.bfloat16), ((9, 0), torch.bfloat16)])
