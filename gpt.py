@@ -4,7 +4,8 @@ gpt.py: a character-level GPT, the decoder-only Transformer of the lecture, trai
 Token embeddings, n_layer pre-LayerNorm blocks of multi-head causal self-attention (positions by
 rotary embeddings, or the lecture's learned table with --rope=false) and a 4x feed-forward, a final
 LayerNorm and a linear head; trained with AdamW (warmup, cosine decay), flash attention, bf16
-autocast (on GPUs and on CPUs with AMX) and torch.compile on a GPU; samples with a key/value cache.
+autocast (on GPUs from Ampere on, fp16 before them, and on CPUs with AMX) and torch.compile on a GPU;
+samples with a key/value cache.
 
     python gpt.py                                   # the GPU run (the defaults below)
     python gpt.py configs/gpt_cpu.py                # about 2.5 minutes on a 2-core CPU
