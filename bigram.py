@@ -737,24 +737,24 @@ def settle_budget(run):
     state (then put it back, so the run stays exact) and one estimate, then set max_iters and lr_decay_iters
     so that the steps and the evaluations fill the budget. Prints the flags that rerun it without the budget."""
     config = run.config
-    saved = copy.deepcopy((run.model.state_dict(), run.optimizer.state_dict(), run.scaler.state_dict(),
-                           run.generator.get_state()))
+    keepers = (run.model, run.optimizer, run.scaler)
+    saved = copy.deepcopy([keeper.state_dict() for keeper in keepers]), run.generator.get_state()
     train_step(run, 0).item()  # the first steps pay for allocations and kernel choices: not timed
     started, steps = time.perf_counter(), 0
     while steps < 5 or time.perf_counter() - started < min(1.0, 0.02 * config['time_budget']):
         steps += 1
         train_step(run, steps).item()
     step_seconds = (time.perf_counter() - started) / steps
-    run.model.load_state_dict(saved[0])
-    run.optimizer.load_state_dict(saved[1])
-    run.scaler.load_state_dict(saved[2])
-    run.generator.set_state(saved[3])
+    for keeper, state in zip(keepers, saved[0]):
+        keeper.load_state_dict(state)
+    run.generator.set_state(saved[1])
     started = time.perf_counter()
     if run.rank == 0:
         estimate_loss(run.fast_model, run.splits, config, run.autocast)
     eval_seconds = time.perf_counter() - started
     # steps * step_seconds + (steps / eval_interval + 2) * eval_seconds = time_budget
-    steps = torch.tensor(int((config['time_budget'] - 2 * eval_seconds) / (step_seconds + eval_seconds / config['eval_interval'])))
+    fit = (config['time_budget'] - 2 * eval_seconds) / (step_seconds + eval_seconds / config['eval_interval'])
+    steps = torch.tensor(max(0, int(fit)))
     if run.world_size > 1:
         dist.broadcast(steps, 0)  # every process takes rank 0's count
     if steps.item() <= config['warmup_iters']:
