@@ -41,6 +41,10 @@ dtype = 'auto'             # 'auto': bfloat16 on GPUs and AMX CPUs, float16 on o
 compile_model = False      # torch.compile the model on CUDA: nothing to gain for a table lookup
 resume = False             # continue training from out_dir/ckpt.pt
 sample_only = False        # load out_dir/ckpt.pt, write a sample file, train nothing
+init_from = ''             # a checkpoint to start a new run from: its weights, this command's text and settings
+eval_only = False          # score input_path with out_dir/ckpt.pt (or init_from), write eval.json, train nothing
+eval_split = 'all'         # what eval_only scores: 'all' of input_path, or 'val': its last 10%, as val_loss_full
+unknown = 'error'          # characters eval_only meets outside the vocabulary: 'error', or 'skip' (left out, counted)
 # data
 batch_size = 64            # windows per micro-step; each predicts its block_size characters
 block_size = 64            # window length (the bigram itself only ever looks at one character)
@@ -73,6 +77,7 @@ DEFAULTS = {name: value for name, value in globals().items()
 
 # ======================================================================================= bigram.py's own part
 MODEL_KEYS = ()  # the table's size comes from the vocabulary, which the checkpoint also fixes
+VOCAB_AXES = {'table.weight': (0, 1)}  # a row and a column per character
 
 
 class Bigram(nn.Module):
@@ -116,8 +121,8 @@ def full_val_windows(config):
 
 # ======================================================================================== the engine
 # Word for word the same in bigram.py, mlp.py and gpt.py (tests/test_engine.py keeps it so): settings,
-# data, evaluation, sampling, files, the run's set-up, training, command line. It calls four things of
-# the part above: MODEL_KEYS, check_model_config, create_model and full_val_windows.
+# data, evaluation, sampling, files, the run's set-up, training, command line. It calls five things of
+# the part above: MODEL_KEYS, VOCAB_AXES, check_model_config, create_model and full_val_windows.
 
 # ---- settings: overrides and checks
 class UsageError(Exception):
@@ -214,8 +219,8 @@ def check_config(config):
     for name in ('beta1', 'beta2'):
         require(0 <= config[name] < 1, f"{name} must be in [0, 1), got {config[name]}")
     require(config['top_k'] is None or config['top_k'] >= 1, f"top_k must be at least 1 (or none), got {config['top_k']}")
-    require(config['dtype'] in ('auto', 'float32', 'bfloat16', 'float16'),
-            f"dtype must be auto, float32, bfloat16 or float16, got '{config['dtype']}'")
+    for name, allowed in (('dtype', 'auto float32 bfloat16 float16'), ('eval_split', 'all val'), ('unknown', 'error skip')):
+        require(config[name] in allowed.split(), f"{name} must be {' or '.join(allowed.split())}, got '{config[name]}'")
     check_model_config(config)
 
 
@@ -282,14 +287,19 @@ def split_data(data, block_size):
 
 
 def load_data(config, checkpoint, device):
-    """The vocabulary and the train and val splits, on the device (batches then cost no host transfer)."""
+    """The vocabulary (the text's characters and the checkpoint's, if any) and the train and val splits, on the
+    device (batches then cost no host transfer)."""
     text = read_text(config['input_path'])
-    chars = ''.join(sorted(set(text)))
+    new, old = set(text), set(checkpoint['chars'] if checkpoint else '')
+    chars = ''.join(sorted(new | old))
     if len(chars) < 2:
         raise UsageError(f"input_path {config['input_path']} has a vocabulary of one character ({chars!r}): nothing to learn")
-    if checkpoint and checkpoint['chars'] != chars:
-        raise UsageError(f"the checkpoint's vocabulary ({len(checkpoint['chars'])} characters) is not that of "
-                         f"{config['input_path']} ({len(chars)} characters): resume with the text it was trained on")
+    if config['resume'] and checkpoint['chars'] != chars:
+        raise UsageError(f"{config['input_path']} has {len(new - old)} characters that are not in the checkpoint's "
+                         f"vocabulary: resume with the text it was trained on, or start from its weights with --init_from")
+    if checkpoint and not config['resume']:
+        log(f"vocabulary by character: {len(new & old)} kept, {len(new - old)} added (new rows), "
+            f"{len(old - new)} carried from the checkpoint's text")
     splits = split_data(encode(text, chars, 'the text'), config['block_size'])
     log(f"data: {config['input_path']}, {len(text):,} characters, vocabulary of {len(chars)}, "
         f"train {len(splits['train']):,}, val {len(splits['val']):,}")
@@ -336,12 +346,41 @@ def full_loss(model, data, window, overlap, batch_size, autocast):
     inputs = F.pad(data[:-1], (0, window))[offsets]  # right padding: no model here looks ahead,
     targets = F.pad(data[1:], (0, window), value=-1)[offsets]  # and padding is never scored
     targets[1:, :overlap] = -1
-    total = 0.0
+    total, device = 0.0, next(model.parameters()).device  # data may stay on the host: one batch at a time moves
     for x, y in zip(inputs.split(batch_size), targets.split(batch_size)):
         with autocast:
-            total += model(x, y)[1].item() * (y != -1).sum().item()
+            total += model(x.to(device), y.to(device))[1].item() * (y != -1).sum().item()
     model.train()
     return total / n
+
+
+def score_text(run):
+    """eval_only: the checkpoint's model scores input_path (all of it, or its val split), every character after the
+    first predicted once, as for val_loss_full; one line on stdout, the figures in out_dir/eval.json."""
+    config = run.config
+    text = read_text(config['input_path'])
+    checksum = hashlib.sha256(text.encode()).hexdigest()
+    if config['eval_split'] == 'val':
+        text = split_data(text, config['block_size'])['val']
+    unknown = ''.join(sorted(set(text) - set(run.chars)))
+    require(not unknown or config['unknown'] == 'skip', f"{config['input_path']} has characters that are not in the "
+            f"checkpoint's vocabulary: {' '.join(map(repr, unknown))} (--unknown=skip leaves them out and scores the rest)")
+    scored = text.translate(dict.fromkeys(map(ord, unknown)))  # the model reads on as if they were not there
+    window, overlap = full_val_windows(config)
+    require(len(scored) >= overlap + 2, f"{config['input_path']} has {len(scored)} characters: too few to score")
+    data = encode(scored, run.chars, 'the text')  # on the host: only a batch at a time goes to the device
+    loss = full_loss(run.model, data, window, overlap, config['batch_size'], run.autocast)
+    bpc, bpb = bits_per_character_and_byte(loss, data, run.chars).values()
+    figures = {'script': SCRIPT, 'checkpoint': run.source, 'step': run.checkpoint['step'], 'input_path': config['input_path'],
+               'sha256': checksum, 'eval_split': config['eval_split'], 'loss': loss, 'bpc': bpc, 'bpb': bpb,
+               'perplexity': math.exp(loss), 'characters': len(data) - 1, 'unknown': len(text) - len(scored),
+               'unknown_chars': unknown, 'device': str(run.device), 'dtype': str(run.dtype)[6:]}
+    path = os.path.join(config['out_dir'], 'eval.json')
+    write_atomic(path, lambda f: f.write(json.dumps(figures, indent=2).encode()))
+    log(f"{config['input_path']}: {loss:.4f} nats per character, {bpc:.4f} bits per character, {bpb:.4f} bits per "
+        f"byte, perplexity {math.exp(loss):.3f}, {len(data) - 1:,} characters scored" + (f", {figures['unknown']:,} "
+        f"outside the vocabulary left out" if unknown else "") + f"; wrote {path}")
+    return figures
 
 
 # ---- sampling
@@ -485,25 +524,30 @@ class Run:
         self.metrics_path = os.path.join(config['out_dir'], 'metrics.jsonl')
         self.checkpoint = self.settle_config(config, overridden)
         self.set_up_device()
-        self.chars, self.splits = ((self.checkpoint['chars'], None) if self.config['sample_only'] else
+        self.chars, self.splits = ((self.checkpoint['chars'], None) if self.config['sample_only'] or self.config['eval_only'] else
                                    load_data(self.config, self.checkpoint, self.device))
         if self.rank == 0:
             check_writable(self.config['out_dir'])
         self.build_model()
 
     def settle_config(self, config, overridden):
-        """The config to run with (the checkpoint's, with this command's overrides, when resuming or
-        sampling), checked; returns the checkpoint, or None for a fresh run."""
-        checkpoint = None
-        if config['resume'] and config['sample_only']:
-            raise UsageError("resume and sample_only exclude each other: pick one")
-        if config['resume'] or config['sample_only']:
-            checkpoint = load_checkpoint(self.ckpt_path, 'cpu')
+        """The config to run with (the checkpoint's, with this command's overrides, when resuming, sampling or
+        scoring; this command's, with the checkpoint's model shape, when starting from its weights), checked;
+        returns the checkpoint (out_dir's, or init_from), or None for a fresh run."""
+        checkpoint, self.source = None, config['init_from'] or self.ckpt_path
+        modes = [name for name in ('resume', 'sample_only', 'eval_only', 'init_from') if config[name]]
+        if len(modes) > 1 and (modes[0] == 'resume' or modes[1] != 'init_from'):  # init_from may name what to load
+            raise UsageError(f"{modes[0]} and {modes[1]} exclude each other: pick one")
+        if modes == ['init_from'] and os.path.abspath(self.source) == os.path.abspath(self.ckpt_path):
+            raise UsageError(f"init_from is {self.ckpt_path}, which this run would overwrite: give it another --out_dir")
+        if modes:
+            checkpoint = load_checkpoint(self.source, 'cpu')
             config = merge_checkpoint_config(config, overridden, checkpoint)
         check_config(config)
         self.config = config
         if checkpoint:
-            log(f"{'resuming' if config['resume'] else 'sampling'} from {self.ckpt_path}, step {checkpoint['step']}")
+            doing = {'resume': 'resuming', 'sample_only': 'sampling', 'eval_only': 'scoring', 'init_from': 'starting'}
+            log(f"{doing[modes[0]]} from {self.source}, step {checkpoint['step']}")
         if overridden:
             log("overrides: " + ", ".join(f"{name}={config[name]!r}" for name in dict.fromkeys(overridden)))
         if config['gradient_accumulation_steps'] % self.world_size:
@@ -532,11 +576,11 @@ class Run:
         self.generator = torch.Generator(self.device).manual_seed(self.config['seed'])
         try:
             if self.checkpoint:
-                self.model.load_state_dict(self.checkpoint['model'])
+                self.model.load_state_dict(placed_by_character(self.model, self.checkpoint, self.chars))
             if self.config['resume']:  # sampling needs the weights only
                 self.optimizer.load_state_dict(self.checkpoint['optimizer'])
         except (RuntimeError, ValueError, KeyError) as e:
-            raise UsageError(f"{self.ckpt_path} does not fit this model: {str(e).splitlines()[0]}") from None
+            raise UsageError(f"{self.source} does not fit this model: {str(e).splitlines()[0]}") from None
         if self.config['resume']:
             if self.checkpoint['scaler']:  # empty unless the checkpoint was trained in float16
                 self.scaler.load_state_dict(self.checkpoint['scaler'])
@@ -548,16 +592,31 @@ class Run:
             f"{str(self.dtype)[6:]}" + (f", {self.world_size} processes" if self.distributed else ""))
 
 
+def placed_by_character(model, checkpoint, chars):
+    """The checkpoint's weights as a state dict for model, whose vocabulary `chars` holds the checkpoint's characters
+    and, after init_from, maybe more. By character, never by index: each character's rows (and columns) on the
+    VOCAB_AXES move to its place in `chars`; rows past the characters (the MLP's blank) stay last; the rows of
+    added characters keep the model's fresh initialisation."""
+    places, placed = [chars.index(c) for c in checkpoint['chars']], dict(checkpoint['model'])
+    for name, axes in VOCAB_AXES.items():
+        placed[name] = weights = model.state_dict()[name].clone()
+        index = [torch.tensor(places + list(range(len(chars), weights.size(axis))), device=weights.device) for axis in axes]
+        weights[torch.meshgrid(*index, indexing='ij')] = checkpoint['model'][name].to(weights.device)
+    return placed
+
+
 def merge_checkpoint_config(config, overridden, checkpoint):
-    """Resuming or sampling: the checkpoint's hyperparameters, with this command's overrides on top.
-    The model's shape comes from the checkpoint; an override that contradicts it is an error."""
-    merged = dict(checkpoint['config'])
+    """Resuming, sampling or scoring: the checkpoint's hyperparameters, with this command's overrides on top;
+    init_from: this command's. The model's shape comes from the checkpoint; an override that contradicts it is an
+    error. Settings the checkpoint predates take this command's values."""
+    starting = config['init_from'] and not (config['sample_only'] or config['eval_only'])
+    merged = dict(config, **{name: checkpoint['config'][name] for name in (MODEL_KEYS if starting else checkpoint['config'])})
     for name in overridden:
         if name in MODEL_KEYS and config[name] != merged[name]:
             raise UsageError(f"{name} = {config[name]!r} here, but the checkpoint was trained with {name} = "
                              f"{merged[name]!r}: drop the override, or train afresh in another --out_dir")
         merged[name] = config[name]
-    for name in ('resume', 'sample_only', 'out_dir'):
+    for name in ('resume', 'sample_only', 'eval_only', 'eval_split', 'unknown', 'out_dir'):
         merged[name] = config[name]
     return merged
 
@@ -638,11 +697,14 @@ class TrainingError(Exception):
 
 
 def main(config, overridden=()):
-    """Train as config says (or resume, or only sample). Returns the summary of a training run."""
+    """Train as config says (or resume, or start from another run's weights, or only sample, or only score).
+    Returns the summary of a training run, or eval_only's figures."""
     run = Run(dict(config), overridden)
     if run.config['sample_only']:
         log(f"wrote {write_samples(run, run.checkpoint['step'], run.checkpoint['losses'])}")
         return None
+    if run.config['eval_only']:
+        return score_text(run)
     summary = train(run)
     if run.distributed:
         dist.destroy_process_group()
@@ -651,7 +713,7 @@ def main(config, overridden=()):
 
 def train(run):
     """The training loop: evaluate every eval_interval steps and at the end, checkpoint when val improves."""
-    config, checkpoint = run.config, run.checkpoint
+    config, checkpoint = run.config, run.checkpoint if run.config['resume'] else None  # init_from starts at step 0
     start_step = checkpoint['step'] if checkpoint else 0
     best_val_loss = checkpoint['best_val_loss'] if checkpoint else float('inf')
     tokens_per_step = config['gradient_accumulation_steps'] * config['batch_size'] * config['block_size']
@@ -706,7 +768,7 @@ def train(run):
             if stop_requested:
                 read_back(pending, bar, run.world_size)
                 save_checkpoint(run, step + 1, best_val_loss, losses)
-                resume_args = [arg for arg in sys.argv[1:] if not arg.startswith('--resume=')]
+                resume_args = [arg for arg in sys.argv[1:] if not arg.startswith(('--resume=', '--init_from='))]
                 raise KeyboardInterrupt(f"saved {run.ckpt_path} at step {step + 1}; continue with: "
                                         f"python {SCRIPT} {' '.join(resume_args + ['--resume=true'])}")
     bar.close()

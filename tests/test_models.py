@@ -329,6 +329,9 @@ class Recorder:
     def train(self):
         pass
 
+    def parameters(self):  # where full_loss sends each batch
+        return iter([torch.zeros(())])
+
     def __call__(self, x, y):
         self.calls.append((x.clone(), y.clone()))
         return None, y[y != -1].double().mean()
