@@ -12,6 +12,7 @@ Training, checkpoints and sampling are those of gpt.py.
 The engine after the model is word for word the same in mlp.py and gpt.py.
 """
 import ast
+import codecs
 import contextlib
 import copy
 import difflib
@@ -20,10 +21,12 @@ import json
 import math
 import os
 import signal
+import stat
 import sys
 import time
 import urllib.request
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
@@ -227,24 +230,50 @@ def check_config(config):
 # ---- data
 DATA_URL = 'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'
 DATA_BYTES, DATA_MD5 = 1115394, '6fb458f1232090904fb40fe944165e91'
+READ_BYTES = 1 << 18  # the text is read, decoded and encoded 256 KiB at a time: never whole
 
 
 def read_text(path):
-    """The text to learn; the default input.txt (tiny shakespeare) is downloaded when missing."""
+    """The text to learn, in pieces of whole characters, so that a large text never exists whole as a str;
+    the default input.txt (tiny shakespeare) is downloaded when missing."""
     if path == 'input.txt' and not os.path.exists(path):
         download_shakespeare(path)
     try:
         with open(path, 'rb') as f:
-            raw = f.read()
+            info, available = os.fstat(f.fileno()), available_memory()
+            if not stat.S_ISREG(info.st_mode):
+                raise UsageError(f"input_path {path} is not a file (a pipe?): it is read twice, save it to a file first")
+            if available is not None and info.st_size > available:
+                raise UsageError(f"input_path {path} is {info.st_size:,} bytes, more than the {available:,} bytes of "
+                                 f"memory available now (training holds about a byte per character): use a part of it")
+            decoder, start = codecs.getincrementaldecoder('utf-8')(), 0
+            while raw := f.read(READ_BYTES):
+                yield decode_piece(decoder, raw, start, path)
+                start += len(raw)
+            decode_piece(decoder, b'', start, path)  # the file must not end inside a character
     except OSError as e:
         raise UsageError(f"cannot read input_path {path}: {e.strerror}") from None
-    try:
-        text = raw.decode('utf-8')
-    except UnicodeDecodeError as e:
-        raise UsageError(f"input_path {path} is not UTF-8 text (byte {e.start} is {raw[e.start]:#04x})") from None
-    if not text:
+    if not start:
         raise UsageError(f"input_path {path} is empty")
-    return text
+
+
+def decode_piece(decoder, raw, start, path):
+    """The characters of raw, read at byte `start` of path; a character it cuts short is completed by the next read."""
+    held = len(decoder.getstate()[0])  # bytes of such a character, from the read before
+    try:
+        return decoder.decode(raw, final=not raw)
+    except UnicodeDecodeError as e:
+        raise UsageError(f"input_path {path} is not UTF-8 text (byte {start - held + e.start} is "
+                         f"{e.object[e.start]:#04x})") from None
+
+
+def available_memory():
+    """Bytes of memory available now (Linux's MemAvailable), or None where that is not known."""
+    try:
+        with open('/proc/meminfo') as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith('MemAvailable:'))
+    except (OSError, StopIteration, ValueError):
+        return None
 
 
 def download_shakespeare(path):
@@ -262,13 +291,41 @@ def download_shakespeare(path):
     write_atomic(path, lambda f: f.write(data))
 
 
-def encode(text, chars, what):
-    """Character ids of text (a LongTensor); characters outside the vocabulary are an error that lists them."""
-    index = {c: i for i, c in enumerate(chars)}
-    unknown = sorted(set(text) - index.keys())
-    if unknown:
-        raise UsageError(f"{what} has characters that are not in the vocabulary: {' '.join(map(repr, unknown))}")
-    return torch.tensor([index[c] for c in text], dtype=torch.long)
+def vocabulary(pieces):
+    """The characters of a text given in pieces, sorted as ''.join(sorted(set(text))) sorts them, and its length."""
+    seen, length = np.zeros(sys.maxunicode + 1, dtype=bool), 0
+    for piece in pieces:
+        seen[code_points(piece)] = True
+        length += len(piece)
+    return ''.join(map(chr, np.flatnonzero(seen))), length
+
+
+def code_points(text):
+    """The code points of text as uint32; a lone surrogate (from a command line) passes, to be reported unknown."""
+    return np.frombuffer(text.encode('utf-32-le', errors='surrogatepass'), dtype=np.uint32)
+
+
+def encode(text, chars, what, length=None):
+    """Character ids of text (a str, or pieces of one with `length` characters in all) as a tensor of the smallest
+    integer type that holds the vocabulary: uint8 up to 256 characters, widened per batch. Characters outside
+    the vocabulary are an error that lists them."""
+    pieces, length = ([text], len(text)) if length is None else (text, length)
+    dtype = np.uint8 if len(chars) <= 256 else np.int16 if len(chars) <= 1 << 15 else np.int32
+    lookup = np.full(sys.maxunicode + 1, -1, dtype=np.int32)  # -1: not in the vocabulary
+    lookup[code_points(chars)] = np.arange(len(chars))
+    ids, start = np.empty(length, dtype=dtype), 0
+    for piece in pieces:
+        piece_ids = np.take(lookup, code_points(piece), mode='clip')  # 'clip', never needed, is take's fast mode
+        if (piece_ids < 0).any():
+            unknown = sorted(set(piece) - set(chars))
+            raise UsageError(f"{what} has characters that are not in the vocabulary: {' '.join(map(repr, unknown))}")
+        if start + len(piece_ids) > length:
+            raise UsageError(f"{what} grew while it was read")
+        ids[start:start + len(piece_ids)] = piece_ids
+        start += len(piece_ids)
+    if start < length:
+        raise UsageError(f"{what} shrank while it was read")
+    return torch.from_numpy(ids)
 
 
 def decode(ids, chars):
@@ -288,9 +345,10 @@ def split_data(data, block_size):
 
 def load_data(config, checkpoint, device):
     """The vocabulary (the text's characters and the checkpoint's, if any) and the train and val splits, on the
-    device (batches then cost no host transfer)."""
-    text = read_text(config['input_path'])
-    new, old = set(text), set(checkpoint['chars'] if checkpoint else '')
+    device (batches then cost no host transfer), one byte per character up to 256 characters. The text is read
+    twice, in pieces: for its vocabulary, then to encode it."""
+    text_chars, length = vocabulary(read_text(config['input_path']))
+    new, old = set(text_chars), set(checkpoint['chars'] if checkpoint else '')
     chars = ''.join(sorted(new | old))
     if len(chars) < 2:
         raise UsageError(f"input_path {config['input_path']} has a vocabulary of one character ({chars!r}): nothing to learn")
@@ -300,16 +358,16 @@ def load_data(config, checkpoint, device):
     if checkpoint and not config['resume']:
         log(f"vocabulary by character: {len(new & old)} kept, {len(new - old)} added (new rows), "
             f"{len(old - new)} carried from the checkpoint's text")
-    splits = split_data(encode(text, chars, 'the text'), config['block_size'])
-    log(f"data: {config['input_path']}, {len(text):,} characters, vocabulary of {len(chars)}, "
+    splits = split_data(encode(read_text(config['input_path']), chars, 'the text', length), config['block_size'])
+    log(f"data: {config['input_path']}, {length:,} characters, vocabulary of {len(chars)}, "
         f"train {len(splits['train']):,}, val {len(splits['val']):,}")
     return chars, {name: split.to(device) for name, split in splits.items()}
 
 
 def get_batch(data, batch_size, block_size, generator):
-    """batch_size random windows of data: inputs x and next characters y, both (B, T)."""
+    """batch_size random windows of data: inputs x and next characters y, both (B, T) and int64."""
     starts = torch.randint(len(data) - block_size, (batch_size, 1), generator=generator, device=data.device)
-    windows = data[starts + torch.arange(block_size + 1, device=data.device)]  # (B, T+1)
+    windows = data[starts + torch.arange(block_size + 1, device=data.device)].long()  # (B, T+1)
     return windows[:, :-1], windows[:, 1:]
 
 
@@ -338,16 +396,18 @@ def full_loss(model, data, window, overlap, batch_size, autocast):
 
     Windows of `window` characters start every `window - overlap`. In all windows but the first,
     the first `overlap` positions only give the rest their context: the window before scored them.
+    Batch by batch: only one batch of windows and logits exists at a time; a bar shows after 3 seconds.
     """
     model.eval()
     n = len(data) - 1  # characters to predict
     starts = torch.arange(0, n - overlap, window - overlap, device=data.device)
-    offsets = starts[:, None] + torch.arange(window, device=data.device)
-    inputs = F.pad(data[:-1], (0, window))[offsets]  # right padding: no model here looks ahead,
-    targets = F.pad(data[1:], (0, window), value=-1)[offsets]  # and padding is never scored
-    targets[1:, :overlap] = -1
     total, device = 0.0, next(model.parameters()).device  # data may stay on the host: one batch at a time moves
-    for x, y in zip(inputs.split(batch_size), targets.split(batch_size)):
+    for batch in tqdm(starts.split(batch_size), desc='val_loss_full', unit='batch', delay=3, leave=False, disable=None):
+        positions = batch[:, None] + torch.arange(window, device=data.device)  # (B, window)
+        beyond = positions >= n  # right padding: no model here looks ahead,
+        x = data[positions.clamp(max=n - 1)].long().masked_fill(beyond, 0)
+        y = data[positions.clamp(max=n - 1) + 1].long().masked_fill(beyond, -1)  # and padding is never scored
+        y[batch > 0, :overlap] = -1
         with autocast:
             total += model(x.to(device), y.to(device))[1].item() * (y != -1).sum().item()
     model.train()
@@ -358,7 +418,7 @@ def score_text(run):
     """eval_only: the checkpoint's model scores input_path (all of it, or its val split), every character after the
     first predicted once, as for val_loss_full; one line on stdout, the figures in out_dir/eval.json."""
     config = run.config
-    text = read_text(config['input_path'])
+    text = ''.join(read_text(config['input_path']))
     checksum = hashlib.sha256(text.encode()).hexdigest()
     if config['eval_split'] == 'val':
         text = split_data(text, config['block_size'])['val']
@@ -412,7 +472,7 @@ def write_samples(run, step, losses):
     """Write num_samples continuations of the prompt to out_dir/samples_<config hash>.txt, under a header
     that says what made them: same config, seed and device give the same bytes."""
     config = run.config
-    prompt_ids = encode(read_prompt(config), run.chars, 'the prompt').to(run.device)
+    prompt_ids = encode(read_prompt(config), run.chars, 'the prompt').long().to(run.device)
     generator = torch.Generator(run.device).manual_seed(config['seed'])
     watch = config['sample_only'] and sys.stdout.isatty()  # a person sees the first sample being written
     if watch:

@@ -151,13 +151,11 @@ def environment(config):
     device = gpt.pick_device(config['device'], None)
     dtype = gpt.pick_dtype(config['dtype'], device)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    text = gpt.read_text(config['input_path'])
-    chars = ''.join(sorted(set(text)))
-    data = gpt.split_data(gpt.encode(text, chars, 'the text'), config['block_size'])
+    chars, splits = gpt.load_data(config, None, device)
     return SimpleNamespace(
-        device=device, dtype=dtype, chars=chars, train_data=data['train'].to(device),
+        device=device, dtype=dtype, chars=chars, train_data=splits['train'],
         autocast=torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext(),
-        prompt=gpt.encode(gpt.read_prompt(config), chars, 'the prompt').to(device)[None])
+        prompt=gpt.encode(gpt.read_prompt(config), chars, 'the prompt').long().to(device)[None])
 
 
 def describe(env, config, options):

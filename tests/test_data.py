@@ -11,13 +11,14 @@ from conftest import load
 
 # ---------------------------------------------------------------- the real text, split
 def test_real_text_split(script, copy_shared_text):
-    """Tiny shakespeare: 65 characters, 1,003,854 train and 111,540 val, the two in order making the whole."""
-    text = script.read_text(copy_shared_text)
+    """Tiny shakespeare: 65 characters (uint8 ids), 1,003,854 train and 111,540 val, the two in order making the whole."""
+    text = ''.join(script.read_text(copy_shared_text))
     assert len(text) == 1115394
     chars = ''.join(sorted(set(text)))
+    assert script.vocabulary(script.read_text(copy_shared_text)) == (chars, len(text))
     assert len(chars) == 65
-    data = script.encode(text, chars, 'the text')
-    assert data.dtype == torch.long and data.shape == (1115394,)
+    data = script.encode(script.read_text(copy_shared_text), chars, 'the text', len(text))
+    assert data.dtype == torch.uint8 and data.shape == (1115394,)
     splits = script.split_data(data, 256)
     assert set(splits) == {'train', 'val'}
     assert len(splits['train']) == 1003854 and len(splits['val']) == 111540
@@ -106,7 +107,7 @@ def test_get_batch_deterministic(script):
 # ---------------------------------------------------------------- read_text
 def read_error(module, path):
     with pytest.raises(module.UsageError) as info:
-        module.read_text(path)
+        ''.join(module.read_text(path))
     return str(info.value)
 
 
@@ -114,7 +115,7 @@ def test_read_text(script, tmp_path):
     """A UTF-8 file is read as text, exactly (no newline translation)."""
     path = tmp_path / 'a.txt'
     path.write_bytes('caf\u00e9\r\nline\n'.encode('utf-8'))
-    assert script.read_text(str(path)) == 'caf\u00e9\r\nline\n'
+    assert ''.join(script.read_text(str(path))) == 'caf\u00e9\r\nline\n'
 
 
 def test_read_text_missing(script, tmp_path):
@@ -213,11 +214,11 @@ def test_read_text_downloads_the_default_only(script, tmp_path, monkeypatch):
     monkeypatch.setattr(script.urllib.request, 'urlopen', urlopen)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(script.UsageError):
-        script.read_text('other.txt')
+        ''.join(script.read_text('other.txt'))
     assert calls == []
-    assert script.read_text('input.txt') == FAKE.decode()
+    assert ''.join(script.read_text('input.txt')) == FAKE.decode()
     assert calls == [script.DATA_URL]
-    assert script.read_text('input.txt') == FAKE.decode()  # present now: not downloaded again
+    assert ''.join(script.read_text('input.txt')) == FAKE.decode()  # present now: not downloaded again
     assert calls == [script.DATA_URL]
 
 

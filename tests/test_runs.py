@@ -213,7 +213,7 @@ def test_checkpoint_round_trip(gpt_run):
     autocast = torch.autocast('cpu', dtype=getattr(torch, ckpt['dtype']), enabled=ckpt['dtype'] != 'float32')
     loss = module.full_loss(model, splits['val'], window, overlap, ckpt['config']['batch_size'], autocast)
     assert loss == pytest.approx(gpt_run.summary['val_loss_full'], rel=1e-5)
-    x = splits['val'][None, :16]
+    x = splits['val'][None, :16].long()
     model.eval()
     again = module.create_model(ckpt['config'], len(ckpt['chars']))
     again.load_state_dict(ckpt['model'])
