@@ -730,7 +730,6 @@ class Run:
         self.optimizer = make_optimizer(self.model, self.config, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.generator = torch.Generator(self.device).manual_seed(self.config['seed'])
-        self.step_seconds, self.eval_seconds, self.tokens, self.saved_step = 0.0, 0.0, 0, None
         try:
             if self.checkpoint:
                 self.model.load_state_dict(self.checkpoint['model'])
@@ -745,9 +744,9 @@ class Run:
                 self.generator.set_state(self.checkpoint['rng']['batches'].cpu())
             except RuntimeError:  # this device's kind of generator, seeded as at the start, draws other batches
                 log("note: the checkpoint's batch order was saved on another kind of device: new batches from here on")
-            self.step_seconds, self.eval_seconds, self.tokens = (self.checkpoint.get(key, 0) for key in  # 0: older checkpoints
-                                                                 ('step_seconds', 'eval_seconds', 'tokens'))
-            self.saved_step = self.checkpoint['step']
+        carried = self.checkpoint if self.config['resume'] else {}  # what the run has spent so far (0: older checkpoints)
+        self.step_seconds, self.eval_seconds, self.tokens = (carried.get(key, 0) for key in ('step_seconds', 'eval_seconds', 'tokens'))
+        self.saved_step = carried.get('step')
         log(f"{SCRIPT}: {self.params:,} parameters ({self.params / 1e6:.2f}M), device {self.device}, dtype "
             f"{str(self.dtype)[6:]}" + (f", {self.world_size} processes" if self.distributed else ""))
 
@@ -762,8 +761,8 @@ def merge_checkpoint_config(config, overridden, checkpoint):
         ignored = [name for name in dict.fromkeys(overridden)
                    if name not in SAMPLING_KEYS + ('out_dir', 'sample_only') and config[name] != merged[name]]
         if ignored:
-            log("sampling takes the model as it was trained: ignored " +
-                ", ".join(f"{name}={config[name]!r} (trained with {merged[name]!r})" for name in ignored))
+            log("sampling takes the model as it was trained: ignored " + ", ".join(
+                f"{name}={config[name]!r} (trained with {merged[name]!r})" for name in ignored))
         overridden = [name for name in overridden if name in SAMPLING_KEYS]
     for name in overridden:
         if name in MODEL_KEYS and config[name] != merged[name]:
