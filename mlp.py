@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import os
+import shlex
 import signal
 import stat
 import sys
@@ -35,6 +36,11 @@ import torch.nn as nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs go unlocked
+    fcntl = None
 
 # ------------------------------------------------------------------------------ hyperparameters
 # run
@@ -139,6 +145,11 @@ def create_model(config, vocab_size):
     return MLP(vocab_size, config['block_size'], config['n_embd'], config['n_hidden'], config['n_layer'], config['dropout'])
 
 
+def shortest_split(config):
+    """The fewest characters a train or val split may hold: one block_size window and the character after it."""
+    return config['block_size'] + 1
+
+
 def full_val_windows(config):
     """Overlapping windows so that every character is predicted from its full block_size context."""
     return 8 * config['block_size'], config['block_size'] - 1
@@ -147,7 +158,8 @@ def full_val_windows(config):
 # ======================================================================================== the engine
 # Word for word the same in bigram.py, mlp.py and gpt.py (tests/test_engine.py keeps it so): settings,
 # data, evaluation, sampling, files, the run's set-up, training, command line. It calls five things of
-# the part above: MODEL_KEYS, VOCAB_AXES, check_model_config, create_model and full_val_windows.
+# the part above: MODEL_KEYS, VOCAB_AXES, check_model_config, create_model, shortest_split and
+# full_val_windows.
 
 # ---- settings: overrides and checks
 class UsageError(Exception):
@@ -174,7 +186,10 @@ def parse_overrides(args, defaults):
         else:
             settings = read_config_file(arg)
         for name, value in settings:
-            config[name] = typed(name, value, defaults)
+            try:
+                config[name] = typed(name, value, defaults)
+            except UsageError as e:
+                raise UsageError(e if arg.startswith('--') else f"{arg}: {e}") from None
             overridden.append(name)
     return config, overridden
 
@@ -354,14 +369,14 @@ def decode(ids, chars):
     return ''.join(chars[i] for i in ids)
 
 
-def split_data(data, block_size):
-    """First 90% to train on, last 10% to validate on; each must hold at least one window."""
+def split_data(data, shortest):
+    """First 90% to train on, last 10% to validate on; each must hold `shortest` characters (shortest_split)."""
     n = int(0.9 * len(data))
     splits = {'train': data[:n], 'val': data[n:]}
     for name, split in splits.items():
-        if len(split) < block_size + 1:
-            raise UsageError(f"the {name} split has {len(split)} characters, fewer than block_size + 1 = "
-                             f"{block_size + 1}: use a longer text or a smaller --block_size")
+        if len(split) < shortest:
+            raise UsageError(f"the {name} split has {len(split)} characters, fewer than the {shortest} {SCRIPT} needs: "
+                             f"use a longer text" + (" or a smaller --block_size" if shortest > 2 else ""))
     return splits
 
 
@@ -380,7 +395,7 @@ def load_data(config, checkpoint, device):
     if checkpoint and not config['resume']:
         log(f"vocabulary by character: {len(new & old)} kept, {len(new - old)} added (new rows), "
             f"{len(old - new)} carried from the checkpoint's text")
-    splits = split_data(encode(read_text(config['input_path']), chars, 'the text', length), config['block_size'])
+    splits = split_data(encode(read_text(config['input_path']), chars, 'the text', length), shortest_split(config))
     log(f"data: {config['input_path']}, {length:,} characters, vocabulary of {len(chars)}, "
         f"train {len(splits['train']):,}, val {len(splits['val']):,}")
     return chars, {name: split.to(device) for name, split in splits.items()}
@@ -388,6 +403,7 @@ def load_data(config, checkpoint, device):
 
 def get_batch(data, batch_size, block_size, generator):
     """batch_size random windows of data: inputs x and next characters y, both (B, T) and int64."""
+    block_size = min(block_size, len(data) - 1)  # a split shorter than a window, where the model allows it
     starts = torch.randint(len(data) - block_size, (batch_size, 1), generator=generator, device=data.device)
     windows = data[starts + torch.arange(block_size + 1, device=data.device)].long()  # (B, T+1)
     return windows[:, :-1], windows[:, 1:]
@@ -395,15 +411,17 @@ def get_batch(data, batch_size, block_size, generator):
 
 # ---- evaluation
 @torch.no_grad()
-def estimate_loss(model, splits, config, autocast):
+def estimate_loss(model, splits, config, autocast, stop_requested=()):
     """Mean loss over eval_iters batches of each split, as {'train_loss': ..., 'val_loss': ...}:
-    the same batches at every evaluation and in every run."""
+    the same batches at every evaluation and in every run. Cut short when a stop is requested."""
     model.eval()
     losses = {}
     for name, data in splits.items():
         generator = torch.Generator(data.device).manual_seed(config['seed'])
         total = torch.zeros((), device=data.device)
         for _ in range(config['eval_iters']):
+            if stop_requested:
+                break
             x, y = get_batch(data, config['batch_size'], config['block_size'], generator)
             with autocast:
                 total += model(x, y)[1].float()
@@ -443,7 +461,7 @@ def score_text(run):
     text = ''.join(read_text(config['input_path']))
     checksum = hashlib.sha256(text.encode()).hexdigest()
     if config['eval_split'] == 'val':
-        text = split_data(text, config['block_size'])['val']
+        text = split_data(text, shortest_split(config))['val']
     unknown = ''.join(sorted(set(text) - set(run.chars)))
     require(not unknown or config['unknown'] == 'skip', f"{config['input_path']} has characters that are not in the "
             f"checkpoint's vocabulary: {' '.join(map(repr, unknown))} (--unknown=skip leaves them out and scores the rest)")
@@ -477,6 +495,18 @@ def sample_next(logits, temperature, top_k, generator):
     return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
 
 
+SAMPLING_KEYS = ('seed', 'device', 'dtype', 'num_samples', 'max_new_tokens', 'temperature', 'top_k', 'prompt')
+
+
+def prompt_ids(config, chars):
+    """The prompt as character ids, checked before any training. A text without a newline cannot continue the
+    default prompt (a newline): it gets the vocabulary's first character, recorded in the config."""
+    if config['prompt'] == '\n' and '\n' not in chars:
+        config['prompt'] = chars[0]
+        log(f"the text has no newline: the samples continue prompt = {chars[0]!r} instead")
+    return encode(read_prompt(config), chars, 'the prompt')
+
+
 def read_prompt(config):
     text = config['prompt']
     if text.startswith('FILE:'):
@@ -491,28 +521,31 @@ def read_prompt(config):
 
 
 def write_samples(run, step, losses):
-    """Write num_samples continuations of the prompt to out_dir/samples_<config hash>.txt, under a header
-    that says what made them: same config, seed and device give the same bytes."""
+    """Write num_samples continuations of the prompt to out_dir/samples_<settings hash>.txt, under a header that
+    says how the model was trained and what this sampling used: the same settings give the same bytes."""
     config = run.config
-    prompt_ids = encode(read_prompt(config), run.chars, 'the prompt').long().to(run.device)
     generator = torch.Generator(run.device).manual_seed(config['seed'])
     watch = config['sample_only'] and sys.stdout.isatty()  # a person sees the first sample being written
     if watch:
-        print(decode(prompt_ids.tolist(), run.chars), end='', flush=True)
+        print(decode(run.prompt.tolist(), run.chars), end='', flush=True)
     run.model.eval()
-    ids = run.model.generate(prompt_ids.expand(config['num_samples'], -1), config['max_new_tokens'],
+    ids = run.model.generate(run.prompt.expand(config['num_samples'], -1), config['max_new_tokens'],
                              config['temperature'], config['top_k'], generator,
                              on_token=lambda new: print(run.chars[new[0]], end='', flush=True) if watch else None)
     if watch:
         print()
-    settings = {name: value for name, value in config.items() if name not in ('resume', 'sample_only')}
-    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    trained = run.checkpoint['config'] if config['sample_only'] else config
+    settings = {name: value for name, value in trained.items() if name not in ('resume', 'sample_only')}
+    sampling = {name: config[name] for name in SAMPLING_KEYS}
+    digest = hashlib.sha1(json.dumps([settings, sampling], sort_keys=True).encode()).hexdigest()[:8]
     stages = f"trained in {run.checkpoint.get('dtype', '?') if config['sample_only'] else str(run.dtype)[6:]}, sampled in float32"
     header = [f"# {SCRIPT} samples: diff two sample files to see what changed between runs",
               f"# torch {torch.__version__}, device {run.device.type}, {stages}, {run.params:,} parameters",
               f"# step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}, "
-              f"val_loss_full {losses['val_loss_full']:.4f} ({losses['val_loss_full'] / math.log(2):.4f} bits per character)"]
-    header += [f"{name} = {value!r}" for name, value in settings.items()]
+              f"val_loss_full {losses['val_loss_full']:.4f} ({losses['val_loss_full'] / math.log(2):.4f} bits per character)",
+              "# trained with:"]
+    header += [f"{name} = {value!r}" for name, value in settings.items()] + ["# sampled with:"]
+    header += [f"{name} = {value!r}" for name, value in sampling.items()]
     body = [f"\n-------- sample {i + 1} of {len(ids)} --------\n{decode(row.tolist(), run.chars)}" for i, row in enumerate(ids)]
     path = os.path.join(config['out_dir'], f"samples_{digest}.txt")
     write_atomic(path, lambda f: f.write(('\n'.join(header) + '\n' + '\n'.join(body) + '\n').encode()))
@@ -544,13 +577,39 @@ def write_atomic(path, write):
         raise
 
 
-def check_writable(out_dir):
+def claim_out_dir(config):
+    """Lock out_dir for this run (the OS drops the lock when the process ends, so a crash never leaves it held);
+    a fresh run first moves the run it finds there aside, whole. Returns the open lock file."""
+    out_dir = os.path.normpath(config['out_dir'])
     try:
         os.makedirs(out_dir, exist_ok=True)
-        write_atomic(os.path.join(out_dir, '.write_test'), lambda f: f.write(b''))
-        os.remove(os.path.join(out_dir, '.write_test'))
+        lock = open(os.path.join(out_dir, '.lock'), 'a')
+        if fcntl:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not (config['resume'] or config['sample_only'] or config['eval_only']):
+            move_aside(out_dir)
+    except BlockingIOError:
+        raise UsageError(f"out_dir {out_dir} is in use by a run that is still training, sampling or scoring: "
+                         f"wait for it to end, or set another --out_dir") from None
     except OSError as e:
         raise UsageError(f"cannot write to out_dir {out_dir}: {e.strerror}") from None
+    return lock
+
+
+def move_aside(out_dir):
+    """Move the files of an earlier run in out_dir to <out_dir>-<time of its newest file>, so that out_dir
+    always holds the latest run and nothing is overwritten."""
+    names = [name for name in os.listdir(out_dir) if name in ('ckpt.pt', 'summary.json', 'metrics.jsonl')]
+    if not names:
+        return
+    names += [name for name in os.listdir(out_dir) if name.startswith('samples_') or name == 'eval.json']
+    newest = max(os.path.getmtime(os.path.join(out_dir, name)) for name in names)
+    base = f"{out_dir}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(newest))}"
+    aside = next(name for name in [base] + [f"{base}-{n}" for n in range(2, 1000)] if not os.path.exists(name))
+    os.mkdir(aside)
+    for name in names:
+        os.replace(os.path.join(out_dir, name), os.path.join(aside, name))
+    log(f"{out_dir} held an earlier run: moved it to {aside}")
 
 
 def save_checkpoint(run, step, best_val_loss, losses):
@@ -558,10 +617,12 @@ def save_checkpoint(run, step, best_val_loss, losses):
     checkpoint = {
         'script': SCRIPT, 'model': run.model.state_dict(), 'optimizer': run.optimizer.state_dict(),
         'scaler': run.scaler.state_dict(), 'config': run.config, 'chars': run.chars, 'step': step,
-        'best_val_loss': best_val_loss, 'losses': losses, 'dtype': str(run.dtype)[6:],
+        'best_val_loss': best_val_loss, 'losses': losses, 'dtype': str(run.dtype)[6:], 'tokens': run.tokens,
+        'step_seconds': run.step_seconds, 'eval_seconds': run.eval_seconds,  # carried on by a resumed run
         'rng': {'batches': run.generator.get_state()},  # dropout needs no state: train_step seeds it each step
     }
     write_atomic(run.ckpt_path, lambda f: torch.save(checkpoint, f))
+    run.saved_step = step
 
 
 def load_checkpoint(path, device):
@@ -573,7 +634,7 @@ def load_checkpoint(path, device):
     except Exception as e:  # a truncated zip, random bytes, a pickled object: whatever it is, it is not loaded
         if 'Unsupported global' in str(e):
             raise UsageError(f"{path} holds pickled Python objects, which could run code when loaded: refused") from None
-        raise UsageError(f"{path} is not a readable checkpoint (corrupt or truncated): {str(e).splitlines()[0]}") from None
+        raise UsageError(f"{path} is damaged (corrupt or truncated): it cannot be loaded; train again") from None
     if not isinstance(checkpoint, dict) or checkpoint.get('script') != SCRIPT:
         raise UsageError(f"{path} is not a checkpoint of {SCRIPT}")
     return checkpoint
@@ -608,9 +669,9 @@ class Run:
         self.set_up_device()
         self.chars, self.splits = ((self.checkpoint['chars'], None) if self.config['sample_only'] or self.config['eval_only'] else
                                    load_data(self.config, self.checkpoint, self.device))
-        if self.rank == 0:
-            check_writable(self.config['out_dir'])
+        self.prompt = prompt_ids(self.config, self.chars).long().to(self.device)
         self.build_model()
+        self.lock = claim_out_dir(self.config) if self.rank == 0 else None  # last: every check above has passed
 
     def settle_config(self, config, overridden):
         """The config to run with (the checkpoint's, with this command's overrides, when resuming, sampling or
@@ -624,7 +685,7 @@ class Run:
             raise UsageError(f"init_from is {self.ckpt_path}, which this run would overwrite: give it another --out_dir")
         if modes:
             checkpoint = load_checkpoint(self.source, 'cpu')
-            config = merge_checkpoint_config(config, overridden, checkpoint)
+            config, overridden = merge_checkpoint_config(config, overridden, checkpoint)
         check_config(config)
         self.config = config
         if checkpoint:
@@ -632,6 +693,8 @@ class Run:
             log(f"{doing[modes[0]]} from {self.source}, step {checkpoint['step']}")
         if overridden:
             log("overrides: " + ", ".join(f"{name}={config[name]!r}" for name in dict.fromkeys(overridden)))
+        if config['resume']:
+            check_resume(config, overridden, checkpoint)
         if config['gradient_accumulation_steps'] % self.world_size:
             raise UsageError(f"gradient_accumulation_steps ({config['gradient_accumulation_steps']}) must be divisible "
                              f"by the number of processes ({self.world_size})")
@@ -670,6 +733,9 @@ class Run:
                 self.generator.set_state(self.checkpoint['rng']['batches'].cpu())
             except RuntimeError:  # this device's kind of generator, seeded as at the start, draws other batches
                 log("note: the checkpoint's batch order was saved on another kind of device: new batches from here on")
+        carried = self.checkpoint if self.config['resume'] else {}  # what the run has spent so far (0: older checkpoints)
+        self.step_seconds, self.eval_seconds, self.tokens = (carried.get(key, 0) for key in ('step_seconds', 'eval_seconds', 'tokens'))
+        self.saved_step = carried.get('step')
         log(f"{SCRIPT}: {self.params:,} parameters ({self.params / 1e6:.2f}M), device {self.device}, dtype "
             f"{str(self.dtype)[6:]}" + (f", {self.world_size} processes" if self.distributed else ""))
 
@@ -688,11 +754,20 @@ def placed_by_character(model, checkpoint, chars):
 
 
 def merge_checkpoint_config(config, overridden, checkpoint):
-    """Resuming, sampling or scoring: the checkpoint's hyperparameters, with this command's overrides on top;
-    init_from: this command's. The model's shape comes from the checkpoint; an override that contradicts it is an
-    error. Settings the checkpoint predates take this command's values."""
+    """Resuming or scoring: the checkpoint's hyperparameters, with this command's overrides on top; init_from: this
+    command's. The model's shape comes from the checkpoint; an override that contradicts it is an error. Sampling
+    takes only the sampling settings from this command (a config file's training settings are ignored, saying so).
+    Settings the checkpoint predates take this command's values. Returns the config and the overrides that took
+    effect."""
     starting = config['init_from'] and not (config['sample_only'] or config['eval_only'])
     merged = dict(config, **{name: checkpoint['config'][name] for name in (MODEL_KEYS if starting else checkpoint['config'])})
+    if config['sample_only']:
+        ignored = [name for name in dict.fromkeys(overridden)
+                   if name not in SAMPLING_KEYS + ('out_dir', 'sample_only') and config[name] != merged[name]]
+        if ignored:
+            log("sampling takes the model as it was trained: ignored " + ", ".join(
+                f"{name}={config[name]!r} (trained with {merged[name]!r})" for name in ignored))
+        overridden = [name for name in overridden if name in SAMPLING_KEYS]
     for name in overridden:
         if name in MODEL_KEYS and config[name] != merged[name]:
             raise UsageError(f"{name} = {config[name]!r} here, but the checkpoint was trained with {name} = "
@@ -700,7 +775,21 @@ def merge_checkpoint_config(config, overridden, checkpoint):
         merged[name] = config[name]
     for name in ('resume', 'sample_only', 'eval_only', 'eval_split', 'unknown', 'out_dir'):
         merged[name] = config[name]
-    return merged
+    return merged, overridden
+
+
+def check_resume(config, overridden, checkpoint):
+    """Refuse a max_iters the checkpoint has passed; say when a schedule override cannot change the steps left."""
+    step, trained = checkpoint['step'], checkpoint['config']
+    require(config['max_iters'] >= step, f"max_iters = {config['max_iters']}, but the checkpoint is at step {step}: "
+                                         f"give --max_iters={step} or more (or --sample_only=true to sample from it)")
+    for name in {'learning_rate', 'min_lr', 'warmup_iters', 'lr_decay_iters'} & set(overridden):
+        before = dict(config, **{name: trained[name]})
+        if config[name] != trained[name] and all(learning_rate_at(s, config) == learning_rate_at(s, before)
+                                                 for s in range(step, config['max_iters'])):
+            log(f"note: {name}={config[name]!r} changes nothing: steps {step} to {config['max_iters']} have the same "
+                f"learning rate with the checkpoint's {trained[name]!r} (lr warmup to {config['warmup_iters']}, "
+                f"min_lr from {config['lr_decay_iters']})")
 
 
 def pick_device(name, local_rank):
@@ -782,12 +871,16 @@ def main(config, overridden=()):
     """Train as config says (or resume, or start from another run's weights, or only sample, or only score).
     Returns the summary of a training run, or eval_only's figures."""
     run = Run(dict(config), overridden)
-    if run.config['sample_only']:
-        log(f"wrote {write_samples(run, run.checkpoint['step'], run.checkpoint['losses'])}")
-        return None
-    if run.config['eval_only']:
-        return score_text(run)
-    summary = train(run)
+    try:
+        if run.config['sample_only']:
+            log(f"wrote {write_samples(run, run.checkpoint['step'], run.checkpoint['losses'])}")
+            return None
+        if run.config['eval_only']:
+            return score_text(run)
+        summary = train(run)
+    finally:
+        if run.lock:
+            run.lock.close()  # releases out_dir
     if run.distributed:
         dist.destroy_process_group()
     return summary
@@ -813,27 +906,27 @@ def train(run):
         + (f", resumed from {run.ckpt_path}" if checkpoint else ""))
     losses = {'train_loss': float('nan'), 'val_loss': float('nan'), 'val_loss_full': float('nan')}
     pending = []  # (step, loss on the device) not yet read back
-    step_seconds = eval_seconds = tokens_per_second = 0.0
     bar = tqdm(total=config['max_iters'], initial=start_step, unit='step', disable=run.rank != 0 or None, dynamic_ncols=True)
     with stop_requests(enabled=run.world_size == 1) as stop_requested:
         for step in range(start_step, config['max_iters'] + 1):
             last_step = step == config['max_iters']
             if step % config['eval_interval'] == 0 or last_step:
-                read_back(pending, bar, run.world_size)
+                read_back(run, pending, bar)
                 if run.rank == 0:
                     started = time.perf_counter()
-                    estimate = estimate_loss(run.fast_model, run.splits, config, run.autocast)
-                    eval_seconds += time.perf_counter() - started
+                    estimate = estimate_loss(run.fast_model, run.splits, config, run.autocast, stop_requested)
+                    run.eval_seconds += time.perf_counter() - started
+                    if stop_requested:
+                        raise stopped(run, step, best_val_loss, losses)
                     if not all(map(math.isfinite, estimate.values())):
-                        raise TrainingError(f"the estimated loss is {estimate} at step {step}: stopping; {run.ckpt_path} "
-                                            f"keeps the last good weights. Try a lower --learning_rate")
+                        raise diverged(run, f"the estimated loss is {estimate} at step {step}")
                     losses.update(estimate)
-                    tokens_per_second = tokens_per_step * (step - start_step) / max(step_seconds, 1e-9)
-                    eta = (config['max_iters'] - step) * step_seconds / max(step - start_step, 1)
-                    speed = f" ({tokens_per_second:,.0f} tokens/s, ETA {eta:.0f} s)" if step > start_step else ""
+                    tokens_per_second = run.tokens / max(run.step_seconds, 1e-9)  # over all steps, resumes included
+                    eta = (config['max_iters'] - step) * tokens_per_step / max(tokens_per_second, 1e-9)
+                    speed = f" ({tokens_per_second:,.0f} tokens/s, ETA {eta:.0f} s)" if run.tokens else ""
                     log(f"step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}{speed}")
                     append_metrics(run.metrics_path, {'step': step, **estimate, 'lr': learning_rate_at(step, config),
-                                                      'elapsed': step_seconds + eval_seconds,
+                                                      'tokens': run.tokens, 'elapsed': run.step_seconds + run.eval_seconds,
                                                       'tokens_per_second': tokens_per_second})
                     if losses['val_loss'] < best_val_loss:
                         best_val_loss = losses['val_loss']
@@ -844,15 +937,13 @@ def train(run):
             started = time.perf_counter()
             pending.append((step, train_step(run, step)))
             if len(pending) == config['log_interval']:
-                read_back(pending, bar, run.world_size)
-            step_seconds += time.perf_counter() - started
+                read_back(run, pending, bar)
+            run.step_seconds += time.perf_counter() - started
+            run.tokens += tokens_per_step
             bar.update()
             if stop_requested:
-                read_back(pending, bar, run.world_size)
-                save_checkpoint(run, step + 1, best_val_loss, losses)
-                resume_args = [arg for arg in sys.argv[1:] if not arg.startswith(('--resume=', '--init_from='))]
-                raise KeyboardInterrupt(f"saved {run.ckpt_path} at step {step + 1}; continue with: "
-                                        f"python {SCRIPT} {' '.join(resume_args + ['--resume=true'])}")
+                read_back(run, pending, bar)
+                raise stopped(run, step + 1, best_val_loss, losses)
     bar.close()
     if run.rank != 0:
         return None
@@ -863,8 +954,9 @@ def train(run):
     save_checkpoint(run, config['max_iters'], best_val_loss, losses)
     samples_path = write_samples(run, config['max_iters'], losses)
     summary = {'script': SCRIPT, 'config': config, 'iters': config['max_iters'], **losses,
-               'best_val_loss': best_val_loss, 'train_seconds': step_seconds + eval_seconds, 'eval_seconds': eval_seconds,
-               'tokens_per_second': tokens_per_second, 'device': str(run.device), 'dtype': str(run.dtype)[6:],
+               'best_val_loss': best_val_loss, 'train_seconds': run.step_seconds + run.eval_seconds,
+               'eval_seconds': run.eval_seconds, 'tokens': run.tokens, 'tokens_per_second': tokens_per_second,
+               'device': str(run.device), 'dtype': str(run.dtype)[6:],
                'processes': run.world_size, 'params': run.params, 'torch': torch.__version__,
                'samples_path': samples_path, 'checkpoint': run.ckpt_path}
     summary_path = os.path.join(config['out_dir'], 'summary.json')
@@ -958,32 +1050,50 @@ def learning_rate_at(step, config):
     return config['min_lr'] + 0.5 * (1 + math.cos(math.pi * progress)) * (config['learning_rate'] - config['min_lr'])
 
 
-def read_back(pending, bar, world_size):
+def read_back(run, pending, bar):
     """Bring the pending step losses to the host (averaged over processes), stop at the first that is not finite."""
     if not pending:
         return
     values = torch.stack([loss for _, loss in pending])
-    if world_size > 1:
+    if run.world_size > 1:
         dist.all_reduce(values)
-        values /= world_size
+        values /= run.world_size
     for (step, _), value in zip(pending, values.tolist()):
         if not math.isfinite(value):
-            raise TrainingError(f"the loss is {value} at step {step}: stopping without saving these weights; the last "
-                                f"checkpoint keeps the last good ones. Try a lower --learning_rate or --grad_clip=1")
+            raise diverged(run, f"the loss is {value} at step {step}")
     bar.set_postfix(loss=f"{values[-1]:.4f}")
     pending.clear()
 
 
+def diverged(run, what):
+    """The error for a loss that is not finite: which checkpoint holds good weights, if any, and what to change."""
+    kept = ("this run wrote no checkpoint" if run.saved_step is None else
+            f"{run.ckpt_path} keeps the weights of step {run.saved_step}")
+    if run.rank != 0:  # rank 0 alone writes checkpoints
+        kept = "rank 0 says which checkpoint holds good weights"
+    advice = f"a --learning_rate below {run.config['learning_rate']:g}" + ("" if run.config['grad_clip'] else " or --grad_clip=1")
+    return TrainingError(f"{what}: stopping; {kept}. Try {advice}")
+
+
+def stopped(run, step, best_val_loss, losses):
+    """Ctrl-C: checkpoint at step, and the command that continues from it (quoted for the shell, with the script's
+    path as it was started)."""
+    save_checkpoint(run, step, best_val_loss, losses)
+    kept = [arg for arg in sys.argv[1:] if not arg.startswith(('--resume=', '--init_from='))]
+    command = [sys.argv[0]] + kept + ['--resume=true']
+    return KeyboardInterrupt(f"saved {run.ckpt_path} at step {step}; continue with: python {shlex.join(command)}")
+
+
 @contextlib.contextmanager
 def stop_requests(enabled):
-    """A list that the first Ctrl-C appends to, so the loop stops after the current step and checkpoints;
-    the second Ctrl-C stops at once (the last checkpoint stays intact: writes are atomic)."""
+    """A list that the first Ctrl-C appends to, so the loop stops after the current step or evaluation batch and
+    checkpoints; the second Ctrl-C stops at once (the last checkpoint stays intact: writes are atomic)."""
     requested = []
 
     def handler(signum, frame):
         requested.append(signum)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        log("interrupt: stopping after this step to save a checkpoint (Ctrl-C again to stop at once)")
+        log("interrupt: stopping after this step or evaluation batch to save a checkpoint (Ctrl-C again to stop at once)")
 
     previous = signal.signal(signal.SIGINT, handler) if enabled else None
     try:
@@ -1005,10 +1115,17 @@ def warn_if_slow(config, device, flops):
 
 
 # ---- command line
+def usage():
+    """The docstring, then the hyperparameters with their defaults and comments, read from this file."""
+    with open(__file__, encoding='utf-8') as f:
+        block = f.read().split(' hyperparameters\n', 1)[1].split('\n# ---', 1)[0]
+    return f"{__doc__.strip()}\n\nHyperparameters (--name=value overrides one; config files hold name = value lines):\n{block}\n"
+
+
 def run_command_line(args):
     """Parse the overrides, run main, and turn the expected failures into one line on stderr and an exit code."""
-    if args[:1] in (['-h'], ['--help']):
-        print(__doc__)
+    if '-h' in args or '--help' in args:
+        print(usage())
         return 0
     prefix = f"{SCRIPT}" + (f" [rank {os.environ['RANK']}]" if 'RANK' in os.environ else "")
     try:

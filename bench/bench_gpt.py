@@ -3,7 +3,7 @@ bench/bench_gpt.py: how fast gpt.py trains and samples, beside a plain reference
 
     python bench/bench_gpt.py                                   # gpt.py's defaults (sized for a GPU)
     python bench/bench_gpt.py configs/gpt_cpu.py --steps=10 --sample_chars=300
-    python bench/bench_gpt.py configs/gpt_cpu.py --target_loss=1.7 --json=bench.json
+    python bench/bench_gpt.py configs/gpt_cpu.py --target_loss=1.7 --json=out/bench.json
 
 Config files and --name=value arguments are gpt.py's (read with gpt.parse_overrides), so this measures
 the model and the training step that `python gpt.py <the same arguments>` would run. Its own options:
@@ -14,7 +14,7 @@ the model and the training step that `python gpt.py <the same arguments>` would 
     --target_loss=0             above 0: also run gpt.py itself and time it to that val loss (a whole run)
     --time_to_loss_budget=3600  seconds that run may take before it is stopped
     --peak_flops=0              the accelerator's peak FLOP/s for MFU; 0 looks the GPU up in PEAK_FLOPS
-    --json=PATH                 also write the summary there as JSON
+    --json=PATH                 also write the summary there as JSON (out/... is git-ignored)
 
 Training: ms/step, tokens/s and (on a GPU) MFU of gpt.train_step, for gpt.py's model (compiled on CUDA) and
 for the reference: the lecture's model, one Head module per attention head with a masked softmax, not
@@ -158,6 +158,16 @@ def environment(config):
         prompt=gpt.encode(gpt.read_prompt(config), chars, 'the prompt').long().to(device)[None])
 
 
+def warn_if_slow(model, config, env, options):
+    """Say at once when the settings are sized for a GPU and this is a CPU: the training steps alone take minutes."""
+    tokens = config['gradient_accumulation_steps'] * config['batch_size'] * config['block_size']
+    flops = 2 * flops_per_token(model, config) * tokens * (options['steps'] + options['warmup_steps'])  # two models
+    if env.device.type == 'cpu' and flops > 1e13:
+        print(f"note: these settings are sized for a GPU and this is a CPU (about {flops:.1e} FLOPs of training "
+              f"steps: many minutes). For a quick look: python {sys.argv[0]} configs/gpt_cpu.py --steps=10 "
+              f"--sample_chars=300")
+
+
 def describe(env, config, options):
     """The machine and the sizes: the first lines of the summary."""
     if env.device.type == 'cuda':
@@ -245,6 +255,7 @@ def bench_gpt(config, env, options):
     """gpt.py's model: training figures, then its cached and uncached sampling rates."""
     torch.manual_seed(config['seed'])
     model = gpt.create_model(config, len(env.chars)).to(env.device)
+    warn_if_slow(model, config, env, options)
     print(f"gpt.py: timing {options['steps']} training steps")
     results = prefixed('gpt', time_training(model, config['compile_model'], config, env, options))
     model.eval()
@@ -322,8 +333,8 @@ def report(summary, json_path):
     for key, value in summary.items():
         print(f"{key}: {'n/a' if value is None else value}")
     if json_path:
-        with open(json_path, 'w') as f:
-            json.dump(summary, f, indent=2)
+        os.makedirs(os.path.dirname(json_path) or '.', exist_ok=True)
+        gpt.write_atomic(json_path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
         print(f"wrote {json_path}")
 
 
@@ -357,6 +368,9 @@ def run_command_line(args):
     except gpt.TrainingError as e:
         print(f"bench_gpt.py: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("bench_gpt.py: interrupted: nothing was written", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -19,7 +19,7 @@ def test_real_text_split(script, copy_shared_text):
     assert len(chars) == 65
     data = script.encode(script.read_text(copy_shared_text), chars, 'the text', len(text))
     assert data.dtype == torch.uint8 and data.shape == (1115394,)
-    splits = script.split_data(data, 256)
+    splits = script.split_data(data, 257)
     assert set(splits) == {'train', 'val'}
     assert len(splits['train']) == 1003854 and len(splits['val']) == 111540
     assert torch.equal(torch.cat((splits['train'], splits['val'])), data)
@@ -47,15 +47,42 @@ def test_encode_unknown_characters_listed(script):
 
 
 def test_split_data_too_short(script):
-    """A split shorter than block_size + 1 is a UsageError naming the split."""
+    """A split shorter than the script needs is a UsageError naming the split and the script's need."""
     data = torch.arange(100)  # train 90, val 10
-    script.split_data(data, 9)  # val holds exactly one window of 9 + 1
+    script.split_data(data, 10)  # val holds exactly one window of 9 + 1
     with pytest.raises(script.UsageError) as info:
-        script.split_data(data, 10)
-    assert 'val' in str(info.value) and 'block_size' in str(info.value)
+        script.split_data(data, 11)
+    assert 'val split has 10 characters' in str(info.value) and 'fewer than the 11' in str(info.value)
+    assert 'block_size' in str(info.value)
     with pytest.raises(script.UsageError) as info:
-        script.split_data(torch.arange(1000), 900)
+        script.split_data(torch.arange(1000), 901)
     assert 'train' in str(info.value)
+
+
+@pytest.mark.parametrize('name, shortest', [('bigram', 2), ('mlp', 17), ('gpt', 257)])
+def test_each_model_states_the_split_it_needs(name, shortest):
+    """shortest_split: a window of block_size and the character after it, but the bigram reads one character."""
+    module = load(name)
+    assert module.shortest_split(dict(module.DEFAULTS, block_size=16 if name == 'mlp' else 256)) == shortest
+
+
+def test_bigram_trains_on_a_text_shorter_than_its_block_size(tmp_path):
+    """A 300-character text (val split of 30) is enough for the bigram with its default block_size of 64:
+    the batch windows shrink to fit, the run finishes and scores every val character."""
+    bigram = load('bigram')
+    text = tmp_path / 'short.txt'
+    text.write_text(('the cat sat on the mat. ' * 13)[:300], encoding='utf-8')
+    config = dict(bigram.DEFAULTS, input_path=str(text), out_dir=str(tmp_path / 'out'), device='cpu', max_iters=20,
+                  eval_interval=10, eval_iters=2, num_samples=1, max_new_tokens=10)
+    assert config['block_size'] == 64
+    summary = bigram.main(config)
+    assert 0 < summary['val_loss_full'] < 5
+
+
+def test_get_batch_shrinks_windows_to_a_short_split(script):
+    """On a split of n characters get_batch gives windows of n - 1 (only the bigram allows such a split)."""
+    x, y = script.get_batch(torch.arange(10), 3, 64, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (3, 9) and torch.equal(y, x + 1)
 
 
 # ---------------------------------------------------------------- batches

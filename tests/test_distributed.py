@@ -31,7 +31,7 @@ def test_two_processes_train_like_one(tmp_path, text_file):
     ddp_out, single_out = tmp_path / 'ddp' / 'out', tmp_path / 'single' / 'out'
     def names(folder):  # the sample file's name hashes the config, out_dir included
         return sorted('samples_*.txt' if p.name.startswith('samples_') else p.name for p in folder.iterdir())
-    assert names(ddp_out) == names(single_out) == ['ckpt.pt', 'metrics.jsonl', 'samples_*.txt', 'summary.json']
+    assert names(ddp_out) == names(single_out) == ['.lock', 'ckpt.pt', 'metrics.jsonl', 'samples_*.txt', 'summary.json']
     assert len((ddp_out / 'metrics.jsonl').read_text().splitlines()) == 3  # steps 0, 6, 12: written once, by rank 0
     ddp_weights = torch.load(ddp_out / 'ckpt.pt', weights_only=True)['model']
     single_weights = torch.load(single_out / 'ckpt.pt', weights_only=True)['model']

@@ -1,5 +1,6 @@
 """Bad input, run as a person runs it: exit code 2, one line on stderr naming the problem, no traceback,
 and nothing left in out_dir (or the out_dir's files unchanged when it held a checkpoint)."""
+import ast
 import hashlib
 import os
 import random
@@ -75,6 +76,11 @@ def pickled_object_checkpoint(c):
     return path.read_bytes()
 
 
+def resumed_bigram(c, *overrides):
+    shutil.copytree(c.trained_bigram(), c.out_dir)
+    return c.args('bigram') + ['--resume=true', *overrides]
+
+
 def other_scripts_checkpoint(c):
     shutil.copytree(c.trained_bigram(), c.out_dir)
     return c.args('mlp') + ['--resume=true']
@@ -111,12 +117,17 @@ CASES = [  # (id, script, build args, what the error line must contain)
     ('out_dir-unwritable', 'gpt', lambda c: c.args(out_dir=os.path.join(c.file('a_file', 'x'), 'out')), ['cannot write to out_dir']),
     ('resume-without-checkpoint', 'gpt', lambda c: c.args() + ['--resume=true'], ['no checkpoint at', 'ckpt.pt']),
     ('resume-and-sample-only', 'gpt', lambda c: c.args() + ['--resume=true', '--sample_only=true'], ['resume', 'sample_only']),
-    ('checkpoint-random-bytes', 'gpt', with_checkpoint(lambda c: random.Random(0).randbytes(5000)), ['ckpt.pt', 'corrupt']),
-    ('checkpoint-truncated', 'gpt', with_checkpoint(truncated_checkpoint), ['ckpt.pt', 'corrupt or truncated']),
+    ('checkpoint-random-bytes', 'gpt', with_checkpoint(lambda c: random.Random(0).randbytes(5000)), ['ckpt.pt', 'damaged']),
+    ('checkpoint-truncated', 'gpt', with_checkpoint(truncated_checkpoint), ['ckpt.pt', 'damaged (corrupt or truncated)']),
     ('checkpoint-pickled-object', 'gpt', with_checkpoint(pickled_object_checkpoint), ['ckpt.pt', 'refused']),
     ('checkpoint-of-another-script', 'mlp', other_scripts_checkpoint, ['not a checkpoint of mlp.py']),
     ('bigram-has-no-n_layer', 'bigram', lambda c: c.args('bigram') + ['--n_layer=2'], ["unknown hyperparameter 'n_layer'"]),
     ('mlp-n_hidden-zero', 'mlp', lambda c: c.args('mlp', n_hidden=0), ['n_hidden must be positive']),
+    # found before the first step, so nothing is trained or written
+    ('prompt-outside-the-vocabulary', 'gpt', lambda c: c.args(prompt='Ol\u00e1\u20ac'), ['the prompt', 'vocabulary', "'\u20ac'"]),
+    ('prompt-file-missing', 'gpt', lambda c: c.args(prompt=f"FILE:{c.tmp / 'missing.txt'}"), ['prompt file', 'missing.txt']),
+    ('resume-below-the-checkpoint-step', 'bigram', lambda c: resumed_bigram(c, '--max_iters=10'),
+     ['max_iters = 10', 'checkpoint is at step 30', '--max_iters=30']),
 ]
 
 
@@ -160,6 +171,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, text_file, request, name, bui
     assert lines[0].startswith(f'{name}.py: error: ')
     for needle in needles:
         assert needle in lines[0], lines[0]
+    assert 'weights_only=False' not in lines[0] and 'likely succeed' not in lines[0]  # torch's hint is never passed on
     assert snapshot(out_dir) == before
     assert not (tmp_path / 'marker').exists()
     assert not os.path.exists(os.path.join(os.path.dirname(__file__), '..', 'marker'))
@@ -184,9 +196,24 @@ def test_cuda_without_cuda(tmp_path, text_file):
     assert snapshot(str(tmp_path / 'out')) == {}
 
 
-def test_help():
-    """--help exits 0 and prints the docstring (and trains nothing)."""
-    result = run_script('gpt', ['--help'], timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == load('gpt').__doc__.strip()
-    assert '--resume=true' in result.stdout and result.stderr == ''
+@pytest.mark.parametrize('name', ['bigram', 'mlp', 'gpt'])
+def test_help_anywhere_lists_every_hyperparameter(tmp_path, name):
+    """--help anywhere on the line exits 0, trains nothing, and prints the docstring, then every hyperparameter
+    with its default and its comment."""
+    module = load(name)
+    result = run_script(name, [f'--out_dir={tmp_path}/out', '--help', '--max_iters=x'], timeout=60)
+    assert result.returncode == 0 and result.stderr == '', result.stderr
+    assert result.stdout.startswith(module.__doc__.strip())
+    lines = result.stdout.splitlines()
+    for key, value in module.DEFAULTS.items():
+        line = next(line for line in lines if line.startswith(f'{key} = '))
+        assert ast.literal_eval(line.split('=', 1)[1].split('  #')[0].strip()) == value, line
+        assert '  # ' in line, line
+    assert not (tmp_path / 'out').exists()
+
+
+def test_unknown_name_in_a_config_file_names_the_file(tmp_path):
+    """mlp.py with gpt's config file: the error names the file as well as the hyperparameter."""
+    result = run_script('mlp', [os.path.join(os.path.dirname(__file__), '..', 'configs', 'gpt_cpu.py')], timeout=60)
+    assert result.returncode == 2
+    assert 'gpt_cpu.py: unknown hyperparameter' in result.stderr and len(result.stderr.splitlines()) == 1

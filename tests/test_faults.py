@@ -24,23 +24,21 @@ def tmp_files(folder):
 
 
 # ------------------------------------------------------------------------------ SIGINT
-def test_sigint_checkpoints_and_resumes_exactly(tmp_path, text_file):
-    """Ctrl-C during training: exit 130, no traceback, ckpt.pt at the step it stopped at, and stderr gives the
-    command to continue; that command runs to the end, and its final weights equal an uninterrupted run's."""
-    max_iters = 400  # seconds of training: the interrupt comes a few steps in
-    args = tiny_args('gpt', tmp_path, text_file, max_iters=max_iters, lr_decay_iters=max_iters, eval_interval=150)
-    out_dir = tmp_path / 'out'
+def interrupt(args, cwd, tmp_path, started):
+    """Start gpt.py (by its path relative to cwd) with args, send SIGINT once started(stdout text) is true,
+    and return (exit code, stdout, stderr, seconds from the signal to the exit)."""
     env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
+    script = os.path.relpath(os.path.join(ROOT, 'gpt.py'), cwd)
     with open(tmp_path / 'stdout', 'w') as stdout, open(tmp_path / 'stderr', 'w') as stderr:
-        process = subprocess.Popen([sys.executable, os.path.join(ROOT, 'gpt.py'), *args], cwd=ROOT, env=env,
-                                   stdout=stdout, stderr=stderr)
+        process = subprocess.Popen([sys.executable, script, *args], cwd=cwd, env=env, stdout=stdout, stderr=stderr)
         try:
             deadline = time.monotonic() + 60
-            while not ((out_dir / 'metrics.jsonl').exists() and (out_dir / 'metrics.jsonl').read_text().strip()):
+            while not started((tmp_path / 'stdout').read_text()):
                 assert process.poll() is None, f"exited {process.returncode} before training started"
                 assert time.monotonic() < deadline, "training did not start within 60 s"
                 time.sleep(0.02)
             process.send_signal(signal.SIGINT)
+            signalled = time.monotonic()
             returncode = process.wait(timeout=60)
         finally:
             if process.poll() is None:
@@ -50,15 +48,33 @@ def test_sigint_checkpoints_and_resumes_exactly(tmp_path, text_file):
     assert returncode == 130, f"exit {returncode}\nstdout:\n{out}\nstderr:\n{err}"
     assert 'Traceback' not in out + err, err
     assert len(err.strip().splitlines()) == 1, err
+    return out, err, time.monotonic() - signalled
+
+
+def test_sigint_checkpoints_and_resumes_exactly(tmp_path, text_file):
+    """Ctrl-C during training: exit 130, no traceback, ckpt.pt at the step it stopped at, and stderr gives the
+    command to continue, quoted for the shell and naming the script as it was started (here from another folder,
+    into an out_dir with a space); pasted into a shell it runs to the end, and its final weights equal an
+    uninterrupted run's."""
+    max_iters = 400  # seconds of training: the interrupt comes a few steps in
+    cwd = tmp_path / 'elsewhere'
+    cwd.mkdir()
+    args = tiny_args('gpt', tmp_path, text_file, max_iters=max_iters, lr_decay_iters=max_iters, eval_interval=150,
+                     out_dir='out/my run')
+    out_dir = cwd / 'out' / 'my run'
+    out, err, _ = interrupt(args, cwd, tmp_path, lambda out: 'step 0:' in out)
     assert 'interrupted' in err and '--resume=true' in err
-    hint = shlex.split(err.split('continue with: ', 1)[1])
-    assert hint[:2] == ['python', 'gpt.py'] and hint[2:] == args + ['--resume=true']
+    command = err.split('continue with: ', 1)[1].strip()
+    script = os.path.relpath(os.path.join(ROOT, 'gpt.py'), cwd)
+    assert shlex.split(command) == ['python', script, *args, '--resume=true']
     stopped = load_ckpt(out_dir / 'ckpt.pt')['step']
     assert f'at step {stopped};' in err
     assert 0 < stopped < max_iters
     assert not os.path.exists(out_dir / 'summary.json')
 
-    resumed = run_script('gpt', hint[2:])
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    resumed = subprocess.run(shlex.quote(sys.executable) + command[len('python'):], shell=True, cwd=cwd, env=env,
+                             capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert 'Traceback' not in resumed.stdout + resumed.stderr
     ckpt = load_ckpt(out_dir / 'ckpt.pt')
@@ -72,6 +88,17 @@ def test_sigint_checkpoints_and_resumes_exactly(tmp_path, text_file):
     assert reference.keys() == ckpt['model'].keys()
     for name, tensor in reference.items():
         assert torch.equal(tensor, ckpt['model'][name]), name
+
+
+def test_sigint_during_an_evaluation_stops_at_once(tmp_path, text_file):
+    """Ctrl-C in the middle of a long evaluation (20,000 batches a split, tens of seconds) stops within seconds,
+    checkpointed at the step being evaluated, with no metrics row for that half-done evaluation."""
+    args = tiny_args('gpt', tmp_path, text_file, eval_iters=20000)
+    out, err, seconds = interrupt(args, ROOT, tmp_path, lambda out: 'training:' in out)
+    assert 'step 0:' not in out and 'at step 0;' in err
+    assert seconds < 10, f"{seconds:.1f} s from Ctrl-C to the exit"
+    assert load_ckpt(tmp_path / 'out' / 'ckpt.pt')['step'] == 0
+    assert (tmp_path / 'out' / 'metrics.jsonl').read_text() == ''
 
 
 # ------------------------------------------------------------------------------ NaN
@@ -106,6 +133,8 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(monkeypatch, tmp_
     assert caught_at in message
     assert ('at step 15' if report == 'nan' else 'at step 20') in message
     out_dir = tmp_path / 'out'
+    assert f"{out_dir / 'ckpt.pt'} keeps the weights of step 10" in message
+    assert 'a --learning_rate below 0.001' in message and 'grad_clip' not in message  # clipping is on already
     ckpt = load_ckpt(out_dir / 'ckpt.pt')
     assert ckpt['step'] == 10
     assert all(torch.isfinite(t).all() for t in ckpt['model'].values())
@@ -113,6 +142,21 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(monkeypatch, tmp_
     assert not (out_dir / 'summary.json').exists()
     assert not [name for name in os.listdir(out_dir) if name.startswith('samples_')]
     assert not tmp_files(out_dir)
+
+
+def test_nan_before_any_checkpoint_says_there_is_none(monkeypatch, tmp_path, text_file):
+    """A NaN before the first checkpoint: the error says this run wrote none (an earlier run's was moved aside,
+    not kept in its place), and with clipping off it suggests turning it on."""
+    module = load('gpt')
+    out_dir = tmp_path / 'out'
+    module.main(tiny_config(module, tmp_path, text_file))  # an earlier run in the same out_dir
+    poison(module, monkeypatch, 5, 'nan')
+    with pytest.raises(module.TrainingError) as raised:
+        module.main(tiny_config(module, tmp_path, text_file, grad_clip=0.0))
+    message = str(raised.value)
+    assert 'the loss is nan at step 5' in message and 'this run wrote no checkpoint' in message
+    assert '--grad_clip=1' in message
+    assert not (out_dir / 'ckpt.pt').exists()
 
 
 def test_nan_on_the_command_line_exits_1(monkeypatch, tmp_path, text_file, capsys):

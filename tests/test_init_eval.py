@@ -216,7 +216,7 @@ def test_eval_only_on_the_command_line(tmp_path, text_file):
     assert result.returncode == 0, result.stderr
     with open(tmp_path / 'scores' / 'eval.json') as f:
         figures = json.load(f)
-    assert os.listdir(tmp_path / 'scores') == ['eval.json'] and figures['checkpoint'] == start
+    assert sorted(os.listdir(tmp_path / 'scores')) == ['.lock', 'eval.json'] and figures['checkpoint'] == start
     line = [line for line in result.stdout.splitlines() if 'nats per character' in line]
     assert len(line) == 1 and (f"{figures['loss']:.4f} nats per character, {figures['bpc']:.4f} bits per character, "
                                f"{figures['bpb']:.4f} bits per byte, perplexity {figures['perplexity']:.3f}, "

@@ -6,12 +6,14 @@ import json
 import math
 import os
 import re
+import shutil
+import time
 import types
 
 import pytest
 import torch
 
-from conftest import TINY, load, run_script, tiny_args
+from conftest import TINY, load, run_script, tiny_args, tiny_config
 
 SUMMARY_KEYS = {'script', 'config', 'iters', 'train_loss', 'val_loss', 'val_loss_full', 'train_seconds',
                 'tokens_per_second', 'device', 'samples_path', 'params'}
@@ -208,7 +210,7 @@ def test_checkpoint_round_trip(gpt_run):
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, ckpt['model'][name]), name
     data = module.encode(gpt_run.text, ckpt['chars'], 'the text')
-    splits = module.split_data(data, ckpt['config']['block_size'])
+    splits = module.split_data(data, module.shortest_split(ckpt['config']))
     window, overlap = module.full_val_windows(ckpt['config'])
     autocast = torch.autocast('cpu', dtype=getattr(torch, ckpt['dtype']), enabled=ckpt['dtype'] != 'float32')
     loss = module.full_loss(model, splits['val'], window, overlap, ckpt['config']['batch_size'], autocast)
@@ -235,6 +237,26 @@ def test_sample_only_reproduces_the_training_samples(gpt_run):
     assert path in result.stdout
     with open(os.path.join(gpt_run.out_dir, 'ckpt.pt'), 'rb') as f:
         assert hashlib.sha256(f.read()).hexdigest() == gpt_run.ckpt_digest
+
+
+def test_sample_only_takes_the_model_as_trained(gpt_run, capsys):
+    """--sample_only=true after a config file written for training (other n_head, max_iters): the training settings
+    are ignored, saying so, and the sample file is the training run's, byte for byte; its header says how the
+    model was trained and, separately, what the sampling used."""
+    gpt = load('gpt')
+    config_file = gpt_run.tmp / 'train_config.py'
+    config_file.write_text("n_head = 4\nmax_iters = 3500\n")
+    args = [str(config_file), f'--out_dir={gpt_run.out_dir}', '--sample_only=true']
+    assert gpt.run_command_line(args) == 0
+    assert 'ignored n_head=4 (trained with 2), max_iters=3500 (trained with 30)' in capsys.readouterr().out
+    with open(gpt_run.summary['samples_path'], 'rb') as f:
+        assert f.read() == gpt_run.sample_bytes
+    assert gpt.run_command_line(args + ['--temperature=0.5']) == 0
+    header, _ = read_samples(re.search(r'wrote (\S+samples_\w+\.txt)', capsys.readouterr().out).group(1))
+    trained, sampled = header[header.index('# trained with:'):header.index('# sampled with:')], \
+        header[header.index('# sampled with:'):]
+    assert 'max_iters = 30' in trained and 'n_head = 2' in trained and 'temperature = 1.0' in trained
+    assert 'temperature = 0.5' in sampled and 'max_iters = 30' not in sampled
 
 
 def test_greedy_sampling_ignores_the_seed(gpt_run):
@@ -372,3 +394,103 @@ def test_gpu_sized_run_on_a_cpu_says_so_at_once(capsys):
     assert 'configs/gpt_cpu.py' in capsys.readouterr().out
     gpt.warn_if_slow(gpt.DEFAULTS, cpu, 1e13)
     assert capsys.readouterr().out == ''
+
+
+def test_resume_carries_time_and_tokens(tmp_path, text_file):
+    """After a resume, metrics.jsonl's elapsed goes on from where the first part stopped, tokens count every
+    step of both parts, and summary.json's train_seconds covers both."""
+    gpt = load('gpt')
+    config = tiny_config(gpt, tmp_path, text_file, max_iters=20, lr_decay_iters=40)
+    first_seconds = gpt.main(config)['train_seconds']
+    resumed = gpt.main(dict(config, resume=True, max_iters=40), ['max_iters'])
+    rows = metrics(config['out_dir'])
+    tokens_per_step = TINY['gpt']['batch_size'] * TINY['gpt']['block_size']
+    assert [r['tokens'] for r in rows] == [r['step'] * tokens_per_step for r in rows]
+    elapsed = [r['elapsed'] for r in rows]
+    assert elapsed == sorted(elapsed) and elapsed[-1] > first_seconds
+    assert resumed['train_seconds'] == elapsed[-1] and resumed['tokens'] == 40 * tokens_per_step
+
+
+def test_an_override_that_changes_nothing_says_so(tmp_path, text_file, capsys):
+    """--learning_rate on a resume past lr_decay_iters cannot change anything: one line says so."""
+    gpt = load('gpt')
+    config = tiny_config(gpt, tmp_path, text_file, max_iters=20, lr_decay_iters=20)
+    gpt.main(config)
+    capsys.readouterr()
+    gpt.main(dict(config, resume=True, max_iters=30, learning_rate=3e-3), ['max_iters', 'learning_rate'])
+    notes = [line for line in capsys.readouterr().out.splitlines() if 'changes nothing' in line]
+    assert notes == ["note: learning_rate=0.003 changes nothing: steps 20 to 30 have the same learning rate with "
+                     "the checkpoint's 0.001 (lr warmup to 5, min_lr from 20)"]
+    gpt.main(dict(config, resume=True, max_iters=40, lr_decay_iters=40), ['max_iters', 'lr_decay_iters'])
+    assert 'changes nothing' not in capsys.readouterr().out
+
+
+def test_a_text_without_newlines_gets_a_prompt_it_can_use(tmp_path):
+    """The default prompt is a newline; a text without one samples from its vocabulary's first character instead,
+    recorded in the config, so the run writes its samples and summary."""
+    bigram = load('bigram')
+    text = tmp_path / 'one_line.txt'
+    text.write_text('the quick brown fox jumps over the lazy dog. ' * 40, encoding='utf-8')
+    summary_ = bigram.main(tiny_config(bigram, tmp_path, str(text)))
+    assert summary_['config']['prompt'] == ' '
+    _, samples = read_samples(summary_['samples_path'])
+    assert all(sample.startswith(' ') for sample in samples)
+
+
+# ------------------------------------------------------------------------------ run folders and the lock
+def files(folder):
+    return {name: (folder / name).read_bytes() for name in os.listdir(folder) if name != '.lock'}
+
+
+def test_a_fresh_run_moves_the_earlier_run_aside(tmp_path, text_file, capsys):
+    """A fresh run into an out_dir that holds a run moves that run, whole and unchanged, to
+    <out_dir>-<time of its newest file> (then -2, ...), saying so in one line; resuming and sampling move nothing."""
+    bigram = load('bigram')
+    out_dir = tmp_path / 'out'
+    config = tiny_config(bigram, tmp_path, text_file)
+    bigram.main(config)
+    bigram.main(dict(config, resume=True, max_iters=40), ['max_iters'])
+    bigram.main(dict(config, sample_only=True, temperature=0.5), ['temperature'])
+    assert sorted(os.listdir(tmp_path)) == ['out', 'text.txt']
+    first = files(out_dir)
+    assert {'ckpt.pt', 'summary.json', 'metrics.jsonl'} <= first.keys() and len(samples_files(out_dir)) == 3
+    newest = max(os.path.getmtime(out_dir / name) for name in first)
+    stamp = time.strftime('%Y%m%d-%H%M%S', time.localtime(newest))
+    capsys.readouterr()
+
+    bigram.main(dict(config, seed=7))
+    aside = tmp_path / f'out-{stamp}'
+    assert [line for line in capsys.readouterr().out.splitlines() if 'moved' in line] == [
+        f"{out_dir} held an earlier run: moved it to {aside}"]
+    assert files(aside) == first
+    assert summary(str(out_dir))['config']['seed'] == 7 and [r['step'] for r in metrics(str(out_dir))] == [0, 10, 20, 30]
+
+    for name in os.listdir(out_dir):  # the same time stamp again: the next free name
+        os.utime(out_dir / name, (newest, newest))
+    bigram.main(config)
+    assert summary(str(tmp_path / f'out-{stamp}-2'))['config']['seed'] == 7
+
+
+def test_a_second_run_into_a_locked_out_dir_is_refused(tmp_path, text_file, capsys):
+    """While a run holds out_dir's lock, another run there (fresh, resume or sample) refuses with one line and
+    touches nothing; the lock goes with the process that held it (closing it stands for a crash), so a run
+    after that works."""
+    fcntl = pytest.importorskip('fcntl')
+    bigram = load('bigram')
+    args = tiny_args('bigram', tmp_path, text_file)
+    assert bigram.run_command_line(args) == 0
+    out_dir = tmp_path / 'out'
+    before = files(out_dir)
+    holder = open(out_dir / '.lock', 'a')
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another open file: as another process's lock
+    try:
+        for extra in ([], ['--resume=true', '--max_iters=40'], ['--sample_only=true']):
+            capsys.readouterr()
+            assert bigram.run_command_line(args + extra) == 2
+            assert capsys.readouterr().err == (f"bigram.py: error: out_dir {out_dir} is in use by a run that is still "
+                                               f"training, sampling or scoring: wait for it to end, or set another --out_dir\n")
+            assert files(out_dir) == before
+        assert sorted(os.listdir(tmp_path)) == ['out', 'text.txt']
+    finally:
+        holder.close()
+    assert bigram.run_command_line(args + ['--resume=true', '--max_iters=40']) == 0
