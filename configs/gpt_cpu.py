@@ -1,5 +1,5 @@
 # A GPT sized for a CPU: 150 seconds of training on 2 cores, whatever the CPU; with AMX (bfloat16) that
-# is about 3,600 steps and val_loss_full about 1.56-1.59 depending on the seed (README, Results).
+# is about 3,300 steps and val_loss_full about 1.58 (README, Results); in float32, about 2,400 steps and 1.61.
 # python gpt.py configs/gpt_cpu.py
 out_dir = 'out/gpt_cpu'
 device = 'cpu'

@@ -59,22 +59,29 @@ def test_budget_too_small_for_the_warmup_is_refused(tmp_path, text_file):
 def test_resume_of_a_budgeted_run_keeps_its_step_count(tmp_path, text_file, monkeypatch, capsys):
     """Interrupted at step 10, a budgeted run resumes to the count it settled on, without settling again."""
     gpt = load('gpt')
-    original = gpt.train_step
+    original_step, original_settle, settled = gpt.train_step, gpt.settle_budget, []
+
+    def settle_budget(run):
+        original_settle(run)
+        settled.append(run.config['max_iters'])
 
     def interrupt_at_10(run, step):
-        if step == 10 and run.config['time_budget'] and not hasattr(run, 'interrupted'):
+        if step == 10 and settled and not hasattr(run, 'interrupted'):  # in the loop, not while timing steps
             run.interrupted = True
             os.kill(os.getpid(), signal.SIGINT)  # the run's own handler asks the loop to stop after this step
-        return original(run, step)
+        return original_step(run, step)
 
+    monkeypatch.setattr(gpt, 'settle_budget', settle_budget)
     monkeypatch.setattr(gpt, 'train_step', interrupt_at_10)
     config = tiny_config(gpt, tmp_path, text_file, **BUDGET)
     with pytest.raises(KeyboardInterrupt):
         gpt.main(config)
-    settled = torch.load(tmp_path / 'out' / 'ckpt.pt', weights_only=True)['config']['max_iters']
+    checkpoint = torch.load(tmp_path / 'out' / 'ckpt.pt', weights_only=True)
+    assert checkpoint['step'] == 11 and checkpoint['config']['max_iters'] == settled[0]
     capsys.readouterr()
     resumed = gpt.main(dict(config, resume=True), ['resume'])
-    assert resumed['iters'] == settled and resumed['config']['max_iters'] == settled
+    assert resumed['iters'] == settled[0] and resumed['config']['max_iters'] == settled[0]
+    assert len(settled) == 1
     assert 'time budget' not in capsys.readouterr().out
 
 
