@@ -159,8 +159,7 @@ def parse_overrides(args, defaults):
     for arg in args:
         if arg.startswith('--'):
             name, has_value, text = arg[2:].partition('=')
-            if not has_value:
-                raise UsageError(f"{arg}: expected --name=value")
+            require(has_value, f"{arg}: expected --name=value")
             settings = [(name, parse_text(text, defaults.get(name)))]
         else:
             settings = read_config_file(arg)
@@ -257,8 +256,8 @@ def read_text(path):
     try:
         with open(path, 'rb') as f:
             info, available = os.fstat(f.fileno()), available_memory()
-            if not stat.S_ISREG(info.st_mode):
-                raise UsageError(f"input_path {path} is not a file (a pipe?): it is read twice, save it to a file first")
+            require(stat.S_ISREG(info.st_mode),
+                    f"input_path {path} is not a file (a pipe?): it is read twice, save it to a file first")
             if available is not None and info.st_size > available:
                 raise UsageError(f"input_path {path} is {info.st_size:,} bytes, more than the {available:,} bytes of "
                                  f"memory available now (training holds about a byte per character): use a part of it")
@@ -269,8 +268,7 @@ def read_text(path):
             decode_piece(decoder, b'', start, path)  # the file must not end inside a character
     except OSError as e:
         raise UsageError(f"cannot read input_path {path}: {e.strerror}") from None
-    if not start:
-        raise UsageError(f"input_path {path} is empty")
+    require(start, f"input_path {path} is empty")
 
 
 def decode_piece(decoder, raw, start, path):
@@ -335,12 +333,10 @@ def encode(text, chars, what, length=None):
         if (piece_ids < 0).any():
             unknown = sorted(set(piece) - set(chars))
             raise UsageError(f"{what} has characters that are not in the vocabulary: {' '.join(map(repr, unknown))}")
-        if start + len(piece_ids) > length:
-            raise UsageError(f"{what} grew while it was read")
+        require(start + len(piece_ids) <= length, f"{what} grew while it was read")
         ids[start:start + len(piece_ids)] = piece_ids
         start += len(piece_ids)
-    if start < length:
-        raise UsageError(f"{what} shrank while it was read")
+    require(start == length, f"{what} shrank while it was read")
     return torch.from_numpy(ids)
 
 
@@ -353,9 +349,8 @@ def split_data(data, shortest):
     n = int(0.9 * len(data))
     splits = {'train': data[:n], 'val': data[n:]}
     for name, split in splits.items():
-        if len(split) < shortest:
-            raise UsageError(f"the {name} split has {len(split)} characters, fewer than the {shortest} {SCRIPT} needs: "
-                             f"use a longer text" + (" or a smaller --block_size" if shortest > 2 else ""))
+        require(len(split) >= shortest, f"the {name} split has {len(split)} characters, fewer than the {shortest} "
+                f"{SCRIPT} needs: use a longer text" + (" or a smaller --block_size" if shortest > 2 else ""))
     return splits
 
 
@@ -366,8 +361,8 @@ def load_data(config, checkpoint, device):
     text_chars, length = vocabulary(read_text(config['input_path']))
     new, old = set(text_chars), set(checkpoint['chars'] if checkpoint else '')
     chars = ''.join(sorted(new | old))
-    if len(chars) < 2:
-        raise UsageError(f"input_path {config['input_path']} has a vocabulary of one character ({chars!r}): nothing to learn")
+    require(len(chars) >= 2, f"input_path {config['input_path']} has a vocabulary of one character ({chars!r}): "
+                             f"nothing to learn")
     if config['resume'] and checkpoint['chars'] != chars:
         raise UsageError(f"{config['input_path']} has {len(new - old)} characters that are not in the checkpoint's "
                          f"vocabulary: resume with the text it was trained on, or start from its weights with --init_from")
@@ -494,8 +489,7 @@ def read_prompt(config):
                 text = f.read()
         except (OSError, UnicodeDecodeError) as e:
             raise UsageError(f"cannot read the prompt file {text[5:]}: {getattr(e, 'strerror', None) or e}") from None
-    if not text:
-        raise UsageError("the prompt is empty: give at least one character (the default is a newline)")
+    require(text, "the prompt is empty: give at least one character (the default is a newline)")
     return text
 
 
@@ -781,14 +775,12 @@ def pick_device(name, local_rank):
         device = torch.device(name)
     except RuntimeError:
         raise UsageError(f"unknown device '{name}': use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type not in missing:
-        raise UsageError(f"device '{name}' is not supported: use auto, cpu, cuda, cuda:N or mps")
-    if missing[device.type]:
-        raise UsageError(f"device '{name}' asked for, but {missing[device.type]}: use --device=cpu")
+    require(device.type in missing, f"device '{name}' is not supported: use auto, cpu, cuda, cuda:N or mps")
+    require(not missing[device.type], f"device '{name}' asked for, but {missing[device.type]}: use --device=cpu")
     if device.type == 'cuda':
         device = torch.device('cuda', local_rank if local_rank is not None else device.index or 0)
-        if device.index >= torch.cuda.device_count():
-            raise UsageError(f"device '{device}' asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+        require(device.index < torch.cuda.device_count(),
+                f"device '{device}' asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
     return device
 
 
