@@ -156,10 +156,9 @@ def full_val_windows(config):
 
 
 # ======================================================================================== the engine
-# Word for word the same in bigram.py, mlp.py and gpt.py (tests/test_engine.py keeps it so): settings,
-# data, evaluation, sampling, files, the run's set-up, training, command line. It calls five things of
-# the part above: MODEL_KEYS, VOCAB_AXES, check_model_config, create_model, shortest_split and
-# full_val_windows.
+# Word for word the same in bigram.py, mlp.py and gpt.py (tests/test_engine.py keeps it so): settings, data,
+# evaluation, sampling, files, the run's set-up, training, command line. It calls six things of the part above:
+# MODEL_KEYS, VOCAB_AXES, check_model_config, create_model, shortest_split and full_val_windows.
 
 # ---- settings: overrides and checks
 class UsageError(Exception):
@@ -499,10 +498,6 @@ def prompt_ids(config, chars):
     if config['prompt'] == '\n' and '\n' not in chars:
         config['prompt'] = chars[0]
         log(f"the text has no newline: the samples continue prompt = {chars[0]!r} instead")
-    return encode(read_prompt(config), chars, 'the prompt')
-
-
-def read_prompt(config):
     text = config['prompt']
     if text.startswith('FILE:'):
         try:
@@ -511,7 +506,7 @@ def read_prompt(config):
         except (OSError, UnicodeDecodeError) as e:
             raise UsageError(f"cannot read the prompt file {text[5:]}: {getattr(e, 'strerror', None) or e}") from None
     require(text, "the prompt is empty: give at least one character (the default is a newline)")
-    return text
+    return encode(text, chars, 'the prompt')
 
 
 def write_samples(run, step, losses):
@@ -809,13 +804,10 @@ def pick_dtype(name, device):
     """'auto': bfloat16 on a GPU that has it natively, from compute capability 8.0 (Ampere) on; float16 with a
     gradient scaler on older ones (V100, T4), where torch emulates bfloat16 slowly; bfloat16 on a CPU with
     bfloat16 matrix units (Intel AMX: its matmuls run 5-9x faster than in float32); float32 elsewhere."""
-    if name == 'auto':
-        if device.type == 'cuda':
-            name = 'bfloat16' if torch.cuda.get_device_capability(device)[0] >= 8 else 'float16'
-        elif device.type == 'cpu' and cpu_has_amx():
-            name = 'bfloat16'
-        else:
-            name = 'float32'
+    if name == 'auto' and device.type == 'cuda':
+        name = 'bfloat16' if torch.cuda.get_device_capability(device)[0] >= 8 else 'float16'
+    elif name == 'auto':
+        name = 'bfloat16' if device.type == 'cpu' and cpu_has_amx() else 'float32'
     return getattr(torch, name)
 
 
@@ -1060,10 +1052,9 @@ def read_back(run, pending, bar):
 
 def diverged(run, what):
     """The error for a loss that is not finite: which checkpoint holds good weights, if any, and what to change."""
-    kept = ("this run wrote no checkpoint" if run.saved_step is None else
+    kept = ("rank 0 says which checkpoint holds good weights" if run.rank != 0 else  # rank 0 alone writes checkpoints
+            "this run wrote no checkpoint" if run.saved_step is None else
             f"{run.ckpt_path} keeps the weights of step {run.saved_step}")
-    if run.rank != 0:  # rank 0 alone writes checkpoints
-        kept = "rank 0 says which checkpoint holds good weights"
     advice = f"a --learning_rate below {run.config['learning_rate']:g}" + ("" if run.config['grad_clip'] else " or --grad_clip=1")
     return TrainingError(f"{what}: stopping; {kept}. Try {advice}")
 
