@@ -773,7 +773,15 @@ class Run:
         self.ckpt_path = os.path.join(config['out_dir'], 'ckpt.pt')
         self.metrics_path = os.path.join(config['out_dir'], 'metrics.jsonl')
         self.checkpoint = self.settle_config(config, overridden)
-        self.set_up_device()
+        self.device = pick_device(self.config['device'], int(os.environ['LOCAL_RANK']) if self.distributed else None)
+        self.dtype = pick_dtype(self.config['dtype'], self.device)
+        self.autocast = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype != torch.float32
+                         else contextlib.nullcontext())
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        if self.distributed:
+            dist.init_process_group('nccl' if self.device.type == 'cuda' else 'gloo')
+            if self.device.type == 'cuda':
+                torch.cuda.set_device(self.device)
         self.chars, self.splits = ((self.checkpoint['chars'], None) if self.config['sample_only'] or self.config['eval_only'] else
                                    load_data(self.config, self.checkpoint, self.device))
         self.prompt = prompt_ids(self.config, self.chars).long().to(self.device)
@@ -807,20 +815,9 @@ class Run:
                              f"by the number of processes ({self.world_size})")
         return checkpoint
 
-    def set_up_device(self):
-        self.device = pick_device(self.config['device'], int(os.environ['LOCAL_RANK']) if self.distributed else None)
-        self.dtype = pick_dtype(self.config['dtype'], self.device)
-        self.autocast = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype != torch.float32
-                         else contextlib.nullcontext())
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        if self.distributed:
-            dist.init_process_group('nccl' if self.device.type == 'cuda' else 'gloo')
-            if self.device.type == 'cuda':
-                torch.cuda.set_device(self.device)
-        torch.manual_seed(self.config['seed'])  # the initial weights
-
     def build_model(self):
         """The model, its optimizer, gradient scaler and batch generator, restored from the checkpoint if any."""
+        torch.manual_seed(self.config['seed'])  # the initial weights
         self.model = self.fast_model = self.train_model = create_model(self.config, len(self.chars)).to(self.device)
         self.params = sum(p.numel() for p in self.model.parameters())
         self.optimizer = make_optimizer(self.model, self.config, self.device)
@@ -937,9 +934,8 @@ def cpu_has_amx():
 def make_optimizer(model, config, device):
     """AdamW with weight decay on the weight matrices of Linear layers only: not on biases, LayerNorms, embeddings."""
     matrices = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
-    decay = [p for p in model.parameters() if id(p) in matrices]
-    rest = [p for p in model.parameters() if id(p) not in matrices]
-    groups = [{'params': decay, 'weight_decay': config['weight_decay']}, {'params': rest, 'weight_decay': 0.0}]
+    groups = [{'params': [p for p in model.parameters() if id(p) in matrices], 'weight_decay': config['weight_decay']},
+              {'params': [p for p in model.parameters() if id(p) not in matrices], 'weight_decay': 0.0}]
     return torch.optim.AdamW([g for g in groups if g['params']], lr=config['learning_rate'],
                              betas=(config['beta1'], config['beta2']), fused=device.type in ('cuda', 'cpu'))
 
