@@ -1174,8 +1174,7 @@ def diverged(run, what):
 
 
 def stopped(run, step, best_val_loss, losses):
-    """Ctrl-C: checkpoint at step, and the command that continues from it (quoted for the shell, with the script's
-    path as it was started)."""
+    """Ctrl-C: checkpoint at step, and the command that continues from it (this_command says how it is written)."""
     save_checkpoint(run, step, best_val_loss, losses)
     return KeyboardInterrupt(f"saved {run.ckpt_path} at step {step}; continue with: "
                              f"{this_command(resume='true', init_from=None)}")
