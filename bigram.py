@@ -593,12 +593,12 @@ def save_checkpoint(run, step, best_val_loss, losses):
     run.saved_step = step
 
 
-def load_checkpoint(path, device):
-    """A checkpoint of this script, loaded with weights_only=True: tensors and plain values, never code."""
+def load_checkpoint(path):
+    """A checkpoint of this script, loaded on the CPU with weights_only=True: tensors and plain values, never code."""
     if not os.path.exists(path):
         raise UsageError(f"no checkpoint at {path} to start from: train first (without --resume), or set --out_dir")
     try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # a truncated zip, random bytes, a pickled object: whatever it is, it is not loaded
         if 'Unsupported global' in str(e):
             raise UsageError(f"{path} holds pickled Python objects, which could run code when loaded: refused") from None
@@ -660,7 +660,7 @@ class Run:
         if modes == ['init_from'] and os.path.abspath(self.source) == os.path.abspath(self.ckpt_path):
             raise UsageError(f"init_from is {self.ckpt_path}, which this run would overwrite: give it another --out_dir")
         if modes:
-            checkpoint = load_checkpoint(self.source, 'cpu')
+            checkpoint = load_checkpoint(self.source)
             config, overridden = merge_checkpoint_config(config, overridden, checkpoint)
         check_config(config)
         self.config = config
