@@ -617,11 +617,6 @@ def start_metrics(path, start_step):
     write_atomic(path, lambda f: f.write(''.join(kept).encode()))
 
 
-def append_metrics(path, record):
-    with open(path, 'a') as f:
-        f.write(json.dumps(record) + '\n')  # one whole line per write
-
-
 # ---- the run: its config, device, data, model and optimizer
 class Run:
     """What one process of a run holds. The model has three handles: `model`, the plain module (saved,
@@ -884,9 +879,10 @@ def train(run):
                     eta = (config['max_iters'] - step) * tokens_per_step / max(tokens_per_second, 1e-9)
                     speed = f" ({tokens_per_second:,.0f} tokens/s, ETA {eta:.0f} s)" if run.tokens else ""
                     log(f"step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}{speed}")
-                    append_metrics(run.metrics_path, {'step': step, **estimate, 'lr': learning_rate_at(step, config),
-                                                      'tokens': run.tokens, 'elapsed': run.step_seconds + run.eval_seconds,
-                                                      'tokens_per_second': tokens_per_second})
+                    record = {'step': step, **estimate, 'lr': learning_rate_at(step, config), 'tokens': run.tokens,
+                              'elapsed': run.step_seconds + run.eval_seconds, 'tokens_per_second': tokens_per_second}
+                    with open(run.metrics_path, 'a') as f:
+                        f.write(json.dumps(record) + '\n')  # one whole line per write
                     if losses['val_loss'] < best_val_loss:
                         best_val_loss = losses['val_loss']
                         if start_step < step < config['max_iters']:
