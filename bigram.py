@@ -135,10 +135,9 @@ def full_val_windows(config):
 
 
 # ======================================================================================== the engine
-# Word for word the same in bigram.py, mlp.py and gpt.py (tests/test_engine.py keeps it so): settings,
-# data, evaluation, sampling, files, the run's set-up, training, command line. It calls five things of
-# the part above: MODEL_KEYS, VOCAB_AXES, check_model_config, create_model, shortest_split and
-# full_val_windows.
+# Word for word the same in bigram.py, mlp.py and gpt.py (tests/test_engine.py keeps it so): settings, data,
+# evaluation, sampling, files, the run's set-up, training, command line. It calls six things of the part above:
+# MODEL_KEYS, VOCAB_AXES, check_model_config, create_model, shortest_split and full_val_windows.
 
 # ---- settings: overrides and checks
 class UsageError(Exception):
@@ -159,8 +158,7 @@ def parse_overrides(args, defaults):
     for arg in args:
         if arg.startswith('--'):
             name, has_value, text = arg[2:].partition('=')
-            if not has_value:
-                raise UsageError(f"{arg}: expected --name=value")
+            require(has_value, f"{arg}: expected --name=value")
             settings = [(name, parse_text(text, defaults.get(name)))]
         else:
             settings = read_config_file(arg)
@@ -257,8 +255,8 @@ def read_text(path):
     try:
         with open(path, 'rb') as f:
             info, available = os.fstat(f.fileno()), available_memory()
-            if not stat.S_ISREG(info.st_mode):
-                raise UsageError(f"input_path {path} is not a file (a pipe?): it is read twice, save it to a file first")
+            require(stat.S_ISREG(info.st_mode),
+                    f"input_path {path} is not a file (a pipe?): it is read twice, save it to a file first")
             if available is not None and info.st_size > available:
                 raise UsageError(f"input_path {path} is {info.st_size:,} bytes, more than the {available:,} bytes of "
                                  f"memory available now (training holds about a byte per character): use a part of it")
@@ -269,8 +267,7 @@ def read_text(path):
             decode_piece(decoder, b'', start, path)  # the file must not end inside a character
     except OSError as e:
         raise UsageError(f"cannot read input_path {path}: {e.strerror}") from None
-    if not start:
-        raise UsageError(f"input_path {path} is empty")
+    require(start, f"input_path {path} is empty")
 
 
 def decode_piece(decoder, raw, start, path):
@@ -335,12 +332,10 @@ def encode(text, chars, what, length=None):
         if (piece_ids < 0).any():
             unknown = sorted(set(piece) - set(chars))
             raise UsageError(f"{what} has characters that are not in the vocabulary: {' '.join(map(repr, unknown))}")
-        if start + len(piece_ids) > length:
-            raise UsageError(f"{what} grew while it was read")
+        require(start + len(piece_ids) <= length, f"{what} grew while it was read")
         ids[start:start + len(piece_ids)] = piece_ids
         start += len(piece_ids)
-    if start < length:
-        raise UsageError(f"{what} shrank while it was read")
+    require(start == length, f"{what} shrank while it was read")
     return torch.from_numpy(ids)
 
 
@@ -353,9 +348,8 @@ def split_data(data, shortest):
     n = int(0.9 * len(data))
     splits = {'train': data[:n], 'val': data[n:]}
     for name, split in splits.items():
-        if len(split) < shortest:
-            raise UsageError(f"the {name} split has {len(split)} characters, fewer than the {shortest} {SCRIPT} needs: "
-                             f"use a longer text" + (" or a smaller --block_size" if shortest > 2 else ""))
+        require(len(split) >= shortest, f"the {name} split has {len(split)} characters, fewer than the {shortest} "
+                f"{SCRIPT} needs: use a longer text" + (" or a smaller --block_size" if shortest > 2 else ""))
     return splits
 
 
@@ -366,8 +360,8 @@ def load_data(config, checkpoint, device):
     text_chars, length = vocabulary(read_text(config['input_path']))
     new, old = set(text_chars), set(checkpoint['chars'] if checkpoint else '')
     chars = ''.join(sorted(new | old))
-    if len(chars) < 2:
-        raise UsageError(f"input_path {config['input_path']} has a vocabulary of one character ({chars!r}): nothing to learn")
+    require(len(chars) >= 2, f"input_path {config['input_path']} has a vocabulary of one character ({chars!r}): "
+                             f"nothing to learn")
     if config['resume'] and checkpoint['chars'] != chars:
         raise UsageError(f"{config['input_path']} has {len(new - old)} characters that are not in the checkpoint's "
                          f"vocabulary: resume with the text it was trained on, or start from its weights with --init_from")
@@ -483,10 +477,6 @@ def prompt_ids(config, chars):
     if config['prompt'] == '\n' and '\n' not in chars:
         config['prompt'] = chars[0]
         log(f"the text has no newline: the samples continue prompt = {chars[0]!r} instead")
-    return encode(read_prompt(config), chars, 'the prompt')
-
-
-def read_prompt(config):
     text = config['prompt']
     if text.startswith('FILE:'):
         try:
@@ -494,9 +484,8 @@ def read_prompt(config):
                 text = f.read()
         except (OSError, UnicodeDecodeError) as e:
             raise UsageError(f"cannot read the prompt file {text[5:]}: {getattr(e, 'strerror', None) or e}") from None
-    if not text:
-        raise UsageError("the prompt is empty: give at least one character (the default is a newline)")
-    return text
+    require(text, "the prompt is empty: give at least one character (the default is a newline)")
+    return encode(text, chars, 'the prompt')
 
 
 def write_samples(run, step, losses):
@@ -604,12 +593,12 @@ def save_checkpoint(run, step, best_val_loss, losses):
     run.saved_step = step
 
 
-def load_checkpoint(path, device):
-    """A checkpoint of this script, loaded with weights_only=True: tensors and plain values, never code."""
+def load_checkpoint(path):
+    """A checkpoint of this script, loaded on the CPU with weights_only=True: tensors and plain values, never code."""
     if not os.path.exists(path):
         raise UsageError(f"no checkpoint at {path} to start from: train first (without --resume), or set --out_dir")
     try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # a truncated zip, random bytes, a pickled object: whatever it is, it is not loaded
         if 'Unsupported global' in str(e):
             raise UsageError(f"{path} holds pickled Python objects, which could run code when loaded: refused") from None
@@ -628,11 +617,6 @@ def start_metrics(path, start_step):
     write_atomic(path, lambda f: f.write(''.join(kept).encode()))
 
 
-def append_metrics(path, record):
-    with open(path, 'a') as f:
-        f.write(json.dumps(record) + '\n')  # one whole line per write
-
-
 # ---- the run: its config, device, data, model and optimizer
 class Run:
     """What one process of a run holds. The model has three handles: `model`, the plain module (saved,
@@ -645,7 +629,15 @@ class Run:
         self.ckpt_path = os.path.join(config['out_dir'], 'ckpt.pt')
         self.metrics_path = os.path.join(config['out_dir'], 'metrics.jsonl')
         self.checkpoint = self.settle_config(config, overridden)
-        self.set_up_device()
+        self.device = pick_device(self.config['device'], int(os.environ['LOCAL_RANK']) if self.distributed else None)
+        self.dtype = pick_dtype(self.config['dtype'], self.device)
+        self.autocast = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype != torch.float32
+                         else contextlib.nullcontext())
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        if self.distributed:
+            dist.init_process_group('nccl' if self.device.type == 'cuda' else 'gloo')
+            if self.device.type == 'cuda':
+                torch.cuda.set_device(self.device)
         self.chars, self.splits = ((self.checkpoint['chars'], None) if self.config['sample_only'] or self.config['eval_only'] else
                                    load_data(self.config, self.checkpoint, self.device))
         self.prompt = prompt_ids(self.config, self.chars).long().to(self.device)
@@ -663,7 +655,7 @@ class Run:
         if modes == ['init_from'] and os.path.abspath(self.source) == os.path.abspath(self.ckpt_path):
             raise UsageError(f"init_from is {self.ckpt_path}, which this run would overwrite: give it another --out_dir")
         if modes:
-            checkpoint = load_checkpoint(self.source, 'cpu')
+            checkpoint = load_checkpoint(self.source)
             config, overridden = merge_checkpoint_config(config, overridden, checkpoint)
         check_config(config)
         self.config = config
@@ -679,20 +671,9 @@ class Run:
                              f"by the number of processes ({self.world_size})")
         return checkpoint
 
-    def set_up_device(self):
-        self.device = pick_device(self.config['device'], int(os.environ['LOCAL_RANK']) if self.distributed else None)
-        self.dtype = pick_dtype(self.config['dtype'], self.device)
-        self.autocast = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype != torch.float32
-                         else contextlib.nullcontext())
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        if self.distributed:
-            dist.init_process_group('nccl' if self.device.type == 'cuda' else 'gloo')
-            if self.device.type == 'cuda':
-                torch.cuda.set_device(self.device)
-        torch.manual_seed(self.config['seed'])  # the initial weights
-
     def build_model(self):
         """The model, its optimizer, gradient scaler and batch generator, restored from the checkpoint if any."""
+        torch.manual_seed(self.config['seed'])  # the initial weights
         self.model = self.fast_model = self.train_model = create_model(self.config, len(self.chars)).to(self.device)
         self.params = sum(p.numel() for p in self.model.parameters())
         self.optimizer = make_optimizer(self.model, self.config, self.device)
@@ -781,14 +762,12 @@ def pick_device(name, local_rank):
         device = torch.device(name)
     except RuntimeError:
         raise UsageError(f"unknown device '{name}': use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type not in missing:
-        raise UsageError(f"device '{name}' is not supported: use auto, cpu, cuda, cuda:N or mps")
-    if missing[device.type]:
-        raise UsageError(f"device '{name}' asked for, but {missing[device.type]}: use --device=cpu")
+    require(device.type in missing, f"device '{name}' is not supported: use auto, cpu, cuda, cuda:N or mps")
+    require(not missing[device.type], f"device '{name}' asked for, but {missing[device.type]}: use --device=cpu")
     if device.type == 'cuda':
         device = torch.device('cuda', local_rank if local_rank is not None else device.index or 0)
-        if device.index >= torch.cuda.device_count():
-            raise UsageError(f"device '{device}' asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+        require(device.index < torch.cuda.device_count(),
+                f"device '{device}' asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
     return device
 
 
@@ -796,13 +775,10 @@ def pick_dtype(name, device):
     """'auto': bfloat16 on a GPU that has it natively, from compute capability 8.0 (Ampere) on; float16 with a
     gradient scaler on older ones (V100, T4), where torch emulates bfloat16 slowly; bfloat16 on a CPU with
     bfloat16 matrix units (Intel AMX: its matmuls run 5-9x faster than in float32); float32 elsewhere."""
-    if name == 'auto':
-        if device.type == 'cuda':
-            name = 'bfloat16' if torch.cuda.get_device_capability(device)[0] >= 8 else 'float16'
-        elif device.type == 'cpu' and cpu_has_amx():
-            name = 'bfloat16'
-        else:
-            name = 'float32'
+    if name == 'auto' and device.type == 'cuda':
+        name = 'bfloat16' if torch.cuda.get_device_capability(device)[0] >= 8 else 'float16'
+    elif name == 'auto':
+        name = 'bfloat16' if device.type == 'cpu' and cpu_has_amx() else 'float32'
     return getattr(torch, name)
 
 
@@ -814,9 +790,8 @@ def cpu_has_amx():
 def make_optimizer(model, config, device):
     """AdamW with weight decay on the weight matrices of Linear layers only: not on biases, LayerNorms, embeddings."""
     matrices = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
-    decay = [p for p in model.parameters() if id(p) in matrices]
-    rest = [p for p in model.parameters() if id(p) not in matrices]
-    groups = [{'params': decay, 'weight_decay': config['weight_decay']}, {'params': rest, 'weight_decay': 0.0}]
+    groups = [{'params': [p for p in model.parameters() if id(p) in matrices], 'weight_decay': config['weight_decay']},
+              {'params': [p for p in model.parameters() if id(p) not in matrices], 'weight_decay': 0.0}]
     return torch.optim.AdamW([g for g in groups if g['params']], lr=config['learning_rate'],
                              betas=(config['beta1'], config['beta2']), fused=device.type in ('cuda', 'cpu'))
 
@@ -904,9 +879,10 @@ def train(run):
                     eta = (config['max_iters'] - step) * tokens_per_step / max(tokens_per_second, 1e-9)
                     speed = f" ({tokens_per_second:,.0f} tokens/s, ETA {eta:.0f} s)" if run.tokens else ""
                     log(f"step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}{speed}")
-                    append_metrics(run.metrics_path, {'step': step, **estimate, 'lr': learning_rate_at(step, config),
-                                                      'tokens': run.tokens, 'elapsed': run.step_seconds + run.eval_seconds,
-                                                      'tokens_per_second': tokens_per_second})
+                    record = {'step': step, **estimate, 'lr': learning_rate_at(step, config), 'tokens': run.tokens,
+                              'elapsed': run.step_seconds + run.eval_seconds, 'tokens_per_second': tokens_per_second}
+                    with open(run.metrics_path, 'a') as f:
+                        f.write(json.dumps(record) + '\n')  # one whole line per write
                     if losses['val_loss'] < best_val_loss:
                         best_val_loss = losses['val_loss']
                         if start_step < step < config['max_iters']:
@@ -1047,17 +1023,15 @@ def read_back(run, pending, bar):
 
 def diverged(run, what):
     """The error for a loss that is not finite: which checkpoint holds good weights, if any, and what to change."""
-    kept = ("this run wrote no checkpoint" if run.saved_step is None else
+    kept = ("rank 0 says which checkpoint holds good weights" if run.rank != 0 else  # rank 0 alone writes checkpoints
+            "this run wrote no checkpoint" if run.saved_step is None else
             f"{run.ckpt_path} keeps the weights of step {run.saved_step}")
-    if run.rank != 0:  # rank 0 alone writes checkpoints
-        kept = "rank 0 says which checkpoint holds good weights"
     advice = f"a --learning_rate below {run.config['learning_rate']:g}" + ("" if run.config['grad_clip'] else " or --grad_clip=1")
     return TrainingError(f"{what}: stopping; {kept}. Try {advice}")
 
 
 def stopped(run, step, best_val_loss, losses):
-    """Ctrl-C: checkpoint at step, and the command that continues from it (quoted for the shell, with the script's
-    path as it was started)."""
+    """Ctrl-C: checkpoint at step, and the command that continues from it (this_command says how it is written)."""
     save_checkpoint(run, step, best_val_loss, losses)
     return KeyboardInterrupt(f"saved {run.ckpt_path} at step {step}; continue with: "
                              f"{this_command(resume='true', init_from=None)}")

@@ -155,7 +155,7 @@ def environment(config):
     return SimpleNamespace(
         device=device, dtype=dtype, chars=chars, train_data=splits['train'],
         autocast=torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext(),
-        prompt=gpt.encode(gpt.read_prompt(config), chars, 'the prompt').long().to(device)[None])
+        prompt=gpt.prompt_ids(config, chars).long().to(device)[None])
 
 
 def warn_if_slow(model, config, env, options):
