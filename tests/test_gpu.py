@@ -41,7 +41,7 @@ def test_checkpoint_from_a_gpu_samples_and_resumes_on_a_cpu(trained, capsys):
     torch.save(ckpt, path)
     capsys.readouterr()
 
-    gpt.main(dict(config, sample_only=True, prompt='A', max_new_tokens=10), ['prompt', 'max_new_tokens'])
+    gpt.main(dict(config, sample_only=True, prompt='T', max_new_tokens=10), ['prompt', 'max_new_tokens'])
     out = capsys.readouterr().out
     assert 'note:' not in out
     sample_path = out.split('wrote ')[-1].strip()
