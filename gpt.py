@@ -965,18 +965,17 @@ def main(config, overridden=()):
     Returns the summary of a training run, or eval_only's figures."""
     run = Run(dict(config), overridden)
     try:
+        result = None
         if run.config['sample_only']:
             log(f"wrote {write_samples(run, run.checkpoint['step'], run.checkpoint['losses'])}")
-            return None
-        if run.config['eval_only']:
-            return score_text(run)
-        summary = train(run)
+        else:
+            result = score_text(run) if run.config['eval_only'] else train(run)
     finally:
         if run.lock:
             run.lock.close()  # releases out_dir
-    if run.distributed:
+    if run.distributed:  # on every way out but an error, which ends the job anyway
         dist.destroy_process_group()
-    return summary
+    return result
 
 
 def train(run):
