@@ -156,9 +156,9 @@ def full_val_windows(config):
 
 
 # ======================================================================================== the engine
-# Word for word the same in bigram.py, mlp.py and gpt.py (tests/test_engine.py keeps it so): settings, data,
-# evaluation, sampling, files, the run's set-up, training, command line. It calls six things of the part above:
-# MODEL_KEYS, VOCAB_AXES, check_model_config, create_model, shortest_split and full_val_windows.
+# Word for word the same in bigram.py, mlp.py and gpt.py (tests/test_engine_drift.py keeps it so): settings,
+# data, evaluation, sampling, files, the run's set-up, training, command line. It calls six things of the part
+# above: MODEL_KEYS, VOCAB_AXES, check_model_config, create_model, shortest_split and full_val_windows.
 
 # ---- settings: overrides and checks
 class UsageError(Exception):
@@ -588,10 +588,11 @@ def claim_out_dir(config):
 def move_aside(out_dir):
     """Move the files of an earlier run in out_dir to <out_dir>-<time of its newest file>, so that out_dir
     always holds the latest run and nothing is overwritten."""
-    names = [name for name in os.listdir(out_dir) if name in ('ckpt.pt', 'summary.json', 'metrics.jsonl')]
-    if not names:
+    present = os.listdir(out_dir)
+    if not {'ckpt.pt', 'summary.json', 'metrics.jsonl'} & set(present):
         return
-    names += [name for name in os.listdir(out_dir) if name.startswith('samples_') or name == 'eval.json']
+    names = [name for name in present if name in ('ckpt.pt', 'summary.json', 'metrics.jsonl', 'eval.json')
+             or name.startswith('samples_')]
     newest = max(os.path.getmtime(os.path.join(out_dir, name)) for name in names)
     base = f"{out_dir}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(newest))}"
     aside = next(name for name in [base] + [f"{base}-{n}" for n in range(2, 1000)] if not os.path.exists(name))

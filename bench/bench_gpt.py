@@ -362,12 +362,9 @@ def run_command_line(args):
         return 0
     try:
         main(args)
-    except gpt.UsageError as e:
+    except (gpt.UsageError, gpt.TrainingError) as e:
         print(f"bench_gpt.py: error: {e}", file=sys.stderr)
-        return 2
-    except gpt.TrainingError as e:
-        print(f"bench_gpt.py: error: {e}", file=sys.stderr)
-        return 1
+        return e.exit_code
     except KeyboardInterrupt:
         print("bench_gpt.py: interrupted: nothing was written", file=sys.stderr)
         return 130
