@@ -480,9 +480,8 @@ def write_samples(run, step, losses):
     lines = [f"# {SCRIPT} samples: diff two sample files to see what changed between runs",
              f"# torch {torch.__version__}, device {run.device.type}, trained in {trained_in}, sampled in float32, "
              f"{run.params:,} parameters",
-             f"# step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}, "
-             f"val_loss_full {losses['val_loss_full']:.4f} ({losses['val_loss_full'] / math.log(2):.4f} bits per "
-             f"character)"]
+             f"# step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}, val_loss_full "
+             f"{losses['val_loss_full']:.4f} ({losses['val_loss_full'] / math.log(2):.4f} bits per character)"]
     for stage, values in (('trained', settings), ('sampled', sampling)):
         lines += [f"# {stage} with:"] + [f"{name} = {value!r}" for name, value in values.items()]
     lines += [f"\n-------- sample {i + 1} of {len(ids)} --------\n{decode(row.tolist(), run.chars)}"
