@@ -390,7 +390,7 @@ def read_text(path):
             decoder.decode(b'', final=True)  # the file must not end inside a character
     except OSError as e:
         raise UsageError(f"cannot read input_path {path}: {e.strerror}") from None
-    except UnicodeDecodeError as e:  # e.start counts from the bytes held from the read before, still held
+    except UnicodeDecodeError as e:  # e.start counts from the bytes the decoder still holds from the read before
         raise UsageError(f"input_path {path} is not UTF-8 text (byte {start - len(decoder.getstate()[0]) + e.start} "
                          f"is {e.object[e.start]:#04x})") from None
     require(start, f"input_path {path} is empty")
