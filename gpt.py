@@ -371,8 +371,7 @@ READ_BYTES = 1 << 18  # the text is read, decoded and encoded 256 KiB at a time:
 
 
 def read_text(path):
-    """The text to learn, in pieces of whole characters, so that a large text never exists whole as a str;
-    the default input.txt (tiny shakespeare) is downloaded when missing."""
+    """The text to learn, in pieces of whole characters, so that a large text never exists whole as a str."""
     if path == 'input.txt' and not os.path.exists(path):
         download_shakespeare(path)
     decoder, start = codecs.getincrementaldecoder('utf-8')(), 0
@@ -497,8 +496,7 @@ def get_batch(data, batch_size, block_size, generator):
 # ---- evaluation
 @torch.no_grad()
 def estimate_loss(model, splits, config, autocast, stop_requested=()):
-    """Mean loss over eval_iters batches of each split, as {'train_loss': ..., 'val_loss': ...}:
-    the same batches at every evaluation and in every run. Cut short when a stop is requested."""
+    """Mean {split}_loss over eval_iters batches of each split: the same batches in every evaluation and run."""
     model.eval()
     losses = {}
     for name, data in splits.items():
