@@ -149,39 +149,23 @@ TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 
 
 
 def parse_overrides(args, defaults):
-    """Apply config files and --name=value arguments, in order, to the defaults.
-
-    Returns the config and the names that were set. Values take the type of the default:
-    --learning_rate=1 is 1.0, --resume=true is True, --top_k=none is None.
-    """
+    """Apply config files and --name=value arguments, in order, to the defaults; returns the config and the names
+    set. Values take the type of the default: --learning_rate=1 is 1.0, --resume=true is True, --top_k=none is None."""
     config, overridden = dict(defaults), []
     for arg in args:
         if arg.startswith('--'):
-            name, has_value, text = arg[2:].partition('=')
+            name, has_value, value = arg[2:].partition('=')
             require(has_value, f"{arg}: expected --name=value")
-            settings = [(name, parse_text(text, defaults.get(name)))]
+            if not isinstance(defaults.get(name), str):  # a Python literal, or true/false/none in any case
+                with contextlib.suppress(ValueError, SyntaxError):  # else left as text, for typed() to refuse
+                    value = ast.literal_eval(value.title() if value.lower() in ('true', 'false', 'none') else value)
+            settings, where = [(name, value)], ''
         else:
-            settings = read_config_file(arg)
+            settings, where = read_config_file(arg), f"{arg}: "
         for name, value in settings:
-            try:
-                config[name] = typed(name, value, defaults)
-            except UsageError as e:
-                raise UsageError(e if arg.startswith('--') else f"{arg}: {e}") from None
+            config[name] = typed(name, value, defaults, where)
             overridden.append(name)
     return config, overridden
-
-
-def parse_text(text, default):
-    """A command-line value: text for string settings; a Python literal or true/false/none otherwise."""
-    if isinstance(default, str):
-        return text
-    words = {'true': True, 'false': False, 'none': None}
-    if text.lower() in words:
-        return words[text.lower()]
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text  # typed() says what was expected
 
 
 def read_config_file(path):
@@ -206,17 +190,17 @@ def read_config_file(path):
     return settings
 
 
-def typed(name, value, defaults):
+def typed(name, value, defaults, where):
     """value as the type of the default for name (an int is fine for a float; None defaults take an int)."""
     if name not in defaults:
         close = difflib.get_close_matches(name, defaults, n=1)
-        raise UsageError(f"unknown hyperparameter '{name}'" + (f" (did you mean {close[0]}?)" if close else ""))
+        raise UsageError(f"{where}unknown hyperparameter '{name}'" + (f" (did you mean {close[0]}?)" if close else ""))
     default = defaults[name]
     if isinstance(default, float) and type(value) is int:
         value = float(value)
     expected = int if default is None else type(default)
-    if type(value) is not expected and not (default is None and value is None):
-        raise UsageError(f"{name} must be {TYPE_NAMES[expected]}{' or none' if default is None else ''}, got {value!r}")
+    require(type(value) is expected or (default is None and value is None),
+            f"{where}{name} must be {TYPE_NAMES[expected]}{' or none' if default is None else ''}, got {value!r}")
     return value
 
 
@@ -248,10 +232,10 @@ READ_BYTES = 1 << 18  # the text is read, decoded and encoded 256 KiB at a time:
 
 
 def read_text(path):
-    """The text to learn, in pieces of whole characters, so that a large text never exists whole as a str;
-    the default input.txt (tiny shakespeare) is downloaded when missing."""
+    """The text to learn, in pieces of whole characters, so that a large text never exists whole as a str."""
     if path == 'input.txt' and not os.path.exists(path):
         download_shakespeare(path)
+    decoder, start = codecs.getincrementaldecoder('utf-8')(), 0
     try:
         with open(path, 'rb') as f:
             info, available = os.fstat(f.fileno()), available_memory()
@@ -260,33 +244,23 @@ def read_text(path):
             if available is not None and info.st_size > available:
                 raise UsageError(f"input_path {path} is {info.st_size:,} bytes, more than the {available:,} bytes of "
                                  f"memory available now (training holds about a byte per character): use a part of it")
-            decoder, start = codecs.getincrementaldecoder('utf-8')(), 0
             while raw := f.read(READ_BYTES):
-                yield decode_piece(decoder, raw, start, path)
+                yield decoder.decode(raw)  # a character that raw cuts short is held for the next read
                 start += len(raw)
-            decode_piece(decoder, b'', start, path)  # the file must not end inside a character
+            decoder.decode(b'', final=True)  # the file must not end inside a character
     except OSError as e:
         raise UsageError(f"cannot read input_path {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:  # e.start counts from the bytes the decoder still holds from the read before
+        raise UsageError(f"input_path {path} is not UTF-8 text (byte {start - len(decoder.getstate()[0]) + e.start} "
+                         f"is {e.object[e.start]:#04x})") from None
     require(start, f"input_path {path} is empty")
-
-
-def decode_piece(decoder, raw, start, path):
-    """The characters of raw, read at byte `start` of path; a character it cuts short is completed by the next read."""
-    held = len(decoder.getstate()[0])  # bytes of such a character, from the read before
-    try:
-        return decoder.decode(raw, final=not raw)
-    except UnicodeDecodeError as e:
-        raise UsageError(f"input_path {path} is not UTF-8 text (byte {start - held + e.start} is "
-                         f"{e.object[e.start]:#04x})") from None
 
 
 def available_memory():
     """Bytes of memory available now (Linux's MemAvailable), or None where that is not known."""
-    try:
-        with open('/proc/meminfo') as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith('MemAvailable:'))
-    except (OSError, StopIteration, ValueError):
-        return None
+    with contextlib.suppress(OSError, StopIteration, ValueError), open('/proc/meminfo') as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith('MemAvailable:'))
+    return None
 
 
 def download_shakespeare(path):
@@ -319,9 +293,8 @@ def code_points(text):
 
 
 def encode(text, chars, what, length=None):
-    """Character ids of text (a str, or pieces of one with `length` characters in all) as a tensor of the smallest
-    integer type that holds the vocabulary: uint8 up to 256 characters, widened per batch. Characters outside
-    the vocabulary are an error that lists them."""
+    """Character ids of text (a str, or pieces of one with `length` characters in all) in the smallest integer type
+    that holds the vocabulary: uint8 up to 256 characters, widened per batch. Unknown characters are listed."""
     pieces, length = ([text], len(text)) if length is None else (text, length)
     dtype = np.uint8 if len(chars) <= 256 else np.int16 if len(chars) <= 1 << 15 else np.int32
     lookup = np.full(sys.maxunicode + 1, -1, dtype=np.int32)  # -1: not in the vocabulary
@@ -355,21 +328,20 @@ def split_data(data, shortest):
 
 def load_data(config, checkpoint, device):
     """The vocabulary (the text's characters and the checkpoint's, if any) and the train and val splits, on the
-    device (batches then cost no host transfer), one byte per character up to 256 characters. The text is read
-    twice, in pieces: for its vocabulary, then to encode it."""
-    text_chars, length = vocabulary(read_text(config['input_path']))
+    device (batches then cost no host transfer). The text is read twice, in pieces: for its vocabulary, to encode."""
+    path = config['input_path']
+    text_chars, length = vocabulary(read_text(path))
     new, old = set(text_chars), set(checkpoint['chars'] if checkpoint else '')
     chars = ''.join(sorted(new | old))
-    require(len(chars) >= 2, f"input_path {config['input_path']} has a vocabulary of one character ({chars!r}): "
-                             f"nothing to learn")
+    require(len(chars) >= 2, f"input_path {path} has a vocabulary of one character ({chars!r}): nothing to learn")
     if config['resume'] and checkpoint['chars'] != chars:
-        raise UsageError(f"{config['input_path']} has {len(new - old)} characters that are not in the checkpoint's "
-                         f"vocabulary: resume with the text it was trained on, or start from its weights with --init_from")
+        raise UsageError(f"{path} has {len(new - old)} characters that are not in the checkpoint's vocabulary: "
+                         f"resume with the text it was trained on, or start from its weights with --init_from")
     if checkpoint and not config['resume']:
         log(f"vocabulary by character: {len(new & old)} kept, {len(new - old)} added (new rows), "
             f"{len(old - new)} carried from the checkpoint's text")
-    splits = split_data(encode(read_text(config['input_path']), chars, 'the text', length), shortest_split(config))
-    log(f"data: {config['input_path']}, {length:,} characters, vocabulary of {len(chars)}, "
+    splits = split_data(encode(read_text(path), chars, 'the text', length), shortest_split(config))
+    log(f"data: {path}, {length:,} characters, vocabulary of {len(chars)}, "
         f"train {len(splits['train']):,}, val {len(splits['val']):,}")
     return chars, {name: split.to(device) for name, split in splits.items()}
 
@@ -385,8 +357,7 @@ def get_batch(data, batch_size, block_size, generator):
 # ---- evaluation
 @torch.no_grad()
 def estimate_loss(model, splits, config, autocast, stop_requested=()):
-    """Mean loss over eval_iters batches of each split, as {'train_loss': ..., 'val_loss': ...}:
-    the same batches at every evaluation and in every run. Cut short when a stop is requested."""
+    """Mean {split}_loss over eval_iters batches of each split: the same batches in every evaluation and run."""
     model.eval()
     losses = {}
     for name, data in splits.items():
@@ -405,12 +376,9 @@ def estimate_loss(model, splits, config, autocast, stop_requested=()):
 
 @torch.no_grad()
 def full_loss(model, data, window, overlap, batch_size, autocast):
-    """Mean loss over data with every character after the first predicted exactly once, deterministically.
-
-    Windows of `window` characters start every `window - overlap`. In all windows but the first,
-    the first `overlap` positions only give the rest their context: the window before scored them.
-    Batch by batch: only one batch of windows and logits exists at a time; a bar shows after 3 seconds.
-    """
+    """Mean loss over data with every character after the first predicted exactly once, in windows of `window`
+    characters every `window - overlap`: in all but the first, the first `overlap` positions are context only (the
+    window before scored them). One batch of windows and logits exists at a time."""
     model.eval()
     n = len(data) - 1  # characters to predict
     starts = torch.arange(0, n - overlap, window - overlap, device=data.device)
@@ -491,9 +459,9 @@ def prompt_ids(config, chars):
 def write_samples(run, step, losses):
     """Write num_samples continuations of the prompt to out_dir/samples_<settings hash>.txt, under a header that
     says how the model was trained and what this sampling used: the same settings give the same bytes."""
-    config = run.config
+    config, sample_only = run.config, run.config['sample_only']
     generator = torch.Generator(run.device).manual_seed(config['seed'])
-    watch = config['sample_only'] and sys.stdout.isatty()  # a person sees the first sample being written
+    watch = sample_only and sys.stdout.isatty()  # a person sees the first sample being written
     if watch:
         print(decode(run.prompt.tolist(), run.chars), end='', flush=True)
     run.model.eval()
@@ -502,21 +470,22 @@ def write_samples(run, step, losses):
                              on_token=lambda new: print(run.chars[new[0]], end='', flush=True) if watch else None)
     if watch:
         print()
-    trained = run.checkpoint['config'] if config['sample_only'] else config
+    trained = run.checkpoint['config'] if sample_only else config
     settings = {name: value for name, value in trained.items() if name not in ('resume', 'sample_only')}
     sampling = {name: config[name] for name in SAMPLING_KEYS}
     digest = hashlib.sha1(json.dumps([settings, sampling], sort_keys=True).encode()).hexdigest()[:8]
-    stages = f"trained in {run.checkpoint.get('dtype', '?') if config['sample_only'] else str(run.dtype)[6:]}, sampled in float32"
-    header = [f"# {SCRIPT} samples: diff two sample files to see what changed between runs",
-              f"# torch {torch.__version__}, device {run.device.type}, {stages}, {run.params:,} parameters",
-              f"# step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}, "
-              f"val_loss_full {losses['val_loss_full']:.4f} ({losses['val_loss_full'] / math.log(2):.4f} bits per character)",
-              "# trained with:"]
-    header += [f"{name} = {value!r}" for name, value in settings.items()] + ["# sampled with:"]
-    header += [f"{name} = {value!r}" for name, value in sampling.items()]
-    body = [f"\n-------- sample {i + 1} of {len(ids)} --------\n{decode(row.tolist(), run.chars)}" for i, row in enumerate(ids)]
+    trained_in = run.checkpoint.get('dtype', '?') if sample_only else str(run.dtype)[6:]
+    lines = [f"# {SCRIPT} samples: diff two sample files to see what changed between runs",
+             f"# torch {torch.__version__}, device {run.device.type}, trained in {trained_in}, sampled in float32, "
+             f"{run.params:,} parameters",
+             f"# step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}, val_loss_full "
+             f"{losses['val_loss_full']:.4f} ({losses['val_loss_full'] / math.log(2):.4f} bits per character)"]
+    for stage, values in (('trained', settings), ('sampled', sampling)):
+        lines += [f"# {stage} with:"] + [f"{name} = {value!r}" for name, value in values.items()]
+    lines += [f"\n-------- sample {i + 1} of {len(ids)} --------\n{decode(row.tolist(), run.chars)}"
+              for i, row in enumerate(ids)]
     path = os.path.join(config['out_dir'], f"samples_{digest}.txt")
-    write_atomic(path, lambda f: f.write(('\n'.join(header) + '\n' + '\n'.join(body) + '\n').encode()))
+    write_atomic(path, lambda f: f.write(('\n'.join(lines) + '\n').encode()))
     return path
 
 
