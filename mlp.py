@@ -942,9 +942,8 @@ def train(run):
 
 
 def settle_budget(run):
-    """Turn time_budget into a step count, once, before the first step: time a few steps on the run's state (then
-    put it back, so the run stays exact) and one estimate, and set max_iters and lr_decay_iters so that the steps and
-    the evaluations fill the budget. Prints the flags that rerun it without the budget."""
+    """Before the first step, set max_iters = lr_decay_iters so that steps and evaluations fill time_budget, timing a
+    few steps on the run's state (put back afterwards: the run stays exact) and one estimate."""
     config, keepers = run.config, (run.model, run.optimizer, run.scaler)
     saved, batches = copy.deepcopy([keeper.state_dict() for keeper in keepers]), run.generator.get_state()
     for step in range(3):  # the first steps pay for allocations and kernel choices: not timed
@@ -1052,8 +1051,7 @@ def stopped(run, step, losses):
 
 
 def this_command(**changes):
-    """The command that started this process with `changes` (None drops a setting), as it can be pasted back:
-    quoted for the shell, with the script's path as it was given."""
+    """The command that started this process with `changes` (None drops a setting), quoted to be pasted back."""
     kept = [arg for arg in sys.argv[1:] if arg.partition('=')[0][2:] not in changes]
     return 'python ' + shlex.join([sys.argv[0], *kept, *(f"--{k}={v}" for k, v in changes.items() if v is not None)])
 
@@ -1087,17 +1085,14 @@ def warn_if_slow(device, flops):
 
 
 # ---- command line
-def usage():
-    """The docstring, then the hyperparameters with their defaults and comments, read from this file."""
-    with open(__file__, encoding='utf-8') as f:
-        block = f.read().split(' hyperparameters\n', 1)[1].split('\n# ---', 1)[0]
-    return f"{__doc__.strip()}\n\nHyperparameters (--name=value overrides one; config files hold name = value lines):\n{block}\n"
-
-
 def run_command_line(args):
-    """Parse the overrides, run main, and turn the expected failures into one line on stderr and an exit code."""
+    """Parse the overrides, run main, and turn the expected failures into one line on stderr and an exit code;
+    --help prints the docstring and the hyperparameters with their defaults and comments, as this file has them."""
     if '-h' in args or '--help' in args:
-        print(usage())
+        with open(__file__, encoding='utf-8') as f:
+            hyperparameters = f.read().split(' hyperparameters\n', 1)[1].split('\n# ---', 1)[0]
+        print(f"{__doc__.strip()}\n\nHyperparameters (--name=value overrides one; config files hold name = value lines):"
+              f"\n{hyperparameters}\n")
         return 0
     prefix = f"{SCRIPT}" + (f" [rank {os.environ['RANK']}]" if 'RANK' in os.environ else "")
     try:
