@@ -550,12 +550,12 @@ def move_aside(out_dir):
     log(f"{out_dir} held an earlier run: moved it to {aside}")
 
 
-def save_checkpoint(run, step, best_val_loss, losses):
+def save_checkpoint(run, step, losses):
     """Everything needed to continue or to sample, as tensors and plain values so weights_only loading works."""
     checkpoint = {
         'script': SCRIPT, 'model': run.model.state_dict(), 'optimizer': run.optimizer.state_dict(),
         'scaler': run.scaler.state_dict(), 'config': run.config, 'chars': run.chars, 'step': step,
-        'best_val_loss': best_val_loss, 'losses': losses, 'dtype': str(run.dtype)[6:], 'tokens': run.tokens,
+        'best_val_loss': run.best_val_loss, 'losses': losses, 'dtype': str(run.dtype)[6:], 'tokens': run.tokens,
         'step_seconds': run.step_seconds, 'eval_seconds': run.eval_seconds,  # carried on by a resumed run
         'rng': {'batches': run.generator.get_state()},  # dropout needs no state: train_step seeds it each step
     }
@@ -666,6 +666,7 @@ class Run:
         carried = self.checkpoint if self.config['resume'] else {}  # what the run has spent so far (0: older checkpoints)
         self.step_seconds, self.eval_seconds, self.tokens = (carried.get(key, 0) for key in ('step_seconds', 'eval_seconds', 'tokens'))
         self.saved_step = carried.get('step')
+        self.start_step, self.best_val_loss = carried.get('step', 0), carried.get('best_val_loss', float('inf'))
         log(f"{SCRIPT}: {self.params:,} parameters ({self.params / 1e6:.2f}M), device {self.device}, dtype "
             f"{str(self.dtype)[6:]}" + (f", {self.world_size} processes" if self.distributed else ""))
 
@@ -811,63 +812,59 @@ def main(config, overridden=()):
 
 def train(run):
     """The training loop: evaluate every eval_interval steps and at the end, checkpoint when val improves."""
-    config, checkpoint = run.config, run.checkpoint if run.config['resume'] else None  # init_from starts at step 0
-    start_step = checkpoint['step'] if checkpoint else 0
-    best_val_loss = checkpoint['best_val_loss'] if checkpoint else float('inf')
+    config = run.config
     tokens_per_step = config['gradient_accumulation_steps'] * config['batch_size'] * config['block_size']
     if config['compile_model'] and run.device.type == 'cuda':
         run.fast_model = run.train_model = compiled(run)
     if run.world_size > 1:  # the only buffers (rotary frequencies) are constants: nothing to broadcast each step
         run.train_model = DDP(run.fast_model, broadcast_buffers=False)
-    if config['time_budget'] and not checkpoint:
+    if config['time_budget'] and not config['resume']:
         settle_budget(run)
     if run.rank == 0:
-        start_metrics(run.metrics_path, start_step)
-    warn_if_slow(config, run.device, run.params * 6 * tokens_per_step * (config['max_iters'] - start_step))
-    log(f"training: {tokens_per_step:,} tokens per step, steps {start_step} to {config['max_iters']}, "
+        start_metrics(run.metrics_path, run.start_step)
+    warn_if_slow(run.device, run.params * 6 * tokens_per_step * (config['max_iters'] - run.start_step))
+    log(f"training: {tokens_per_step:,} tokens per step, steps {run.start_step} to {config['max_iters']}, "
         f"lr warmup {config['warmup_iters']} then cosine to {config['min_lr']:g} at step {config['lr_decay_iters']}"
-        + (f", resumed from {run.ckpt_path}" if checkpoint else ""))
-    losses = {'train_loss': float('nan'), 'val_loss': float('nan'), 'val_loss_full': float('nan')}
+        + (f", resumed from {run.ckpt_path}" if config['resume'] else ""))
+    losses = dict.fromkeys(['train_loss', 'val_loss', 'val_loss_full'], float('nan'))
     pending = []  # (step, loss on the device) not yet read back
-    bar = tqdm(total=config['max_iters'], initial=start_step, unit='step', disable=run.rank != 0 or None, dynamic_ncols=True)
-    with stop_requests(enabled=run.world_size == 1) as stop_requested:
-        for step in range(start_step, config['max_iters'] + 1):
-            last_step = step == config['max_iters']
-            if step % config['eval_interval'] == 0 or last_step:
+    bar = tqdm(total=config['max_iters'], initial=run.start_step, unit='step', disable=run.rank != 0 or None, dynamic_ncols=True)
+    with stop_requests() if run.world_size == 1 else contextlib.nullcontext([]) as stop_requested:
+        for step in range(run.start_step, config['max_iters'] + 1):
+            if step % config['eval_interval'] == 0 or step == config['max_iters']:
                 read_back(run, pending, bar)
                 if run.rank == 0:
                     started = time.perf_counter()
                     estimate = estimate_loss(run.fast_model, run.splits, config, run.autocast, stop_requested)
                     run.eval_seconds += time.perf_counter() - started
                     if stop_requested:
-                        raise stopped(run, step, best_val_loss, losses)
+                        raise stopped(run, step, losses)
                     if not all(map(math.isfinite, estimate.values())):
                         raise diverged(run, f"the estimated loss is {estimate} at step {step}")
                     losses.update(estimate)
                     tokens_per_second = run.tokens / max(run.step_seconds, 1e-9)  # over all steps, resumes included
                     eta = (config['max_iters'] - step) * tokens_per_step / max(tokens_per_second, 1e-9)
-                    speed = f" ({tokens_per_second:,.0f} tokens/s, ETA {eta:.0f} s)" if run.tokens else ""
-                    log(f"step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}{speed}")
+                    log(f"step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}"
+                        + (f" ({tokens_per_second:,.0f} tokens/s, ETA {eta:.0f} s)" if run.tokens else ""))
                     record = {'step': step, **estimate, 'lr': learning_rate_at(step, config), 'tokens': run.tokens,
                               'elapsed': run.step_seconds + run.eval_seconds, 'tokens_per_second': tokens_per_second}
                     with open(run.metrics_path, 'a') as f:
                         f.write(json.dumps(record) + '\n')  # one whole line per write
-                    if losses['val_loss'] < best_val_loss:
-                        best_val_loss = losses['val_loss']
-                        if start_step < step < config['max_iters']:
-                            save_checkpoint(run, step, best_val_loss, losses)
-            if last_step:
+                    if losses['val_loss'] < run.best_val_loss:
+                        run.best_val_loss = losses['val_loss']
+                        if run.start_step < step < config['max_iters']:
+                            save_checkpoint(run, step, losses)
+            if step == config['max_iters']:
                 break
             started = time.perf_counter()
             pending.append((step, train_step(run, step)))
-            if len(pending) == config['log_interval']:
+            if len(pending) == config['log_interval'] or stop_requested:
                 read_back(run, pending, bar)
             run.step_seconds += time.perf_counter() - started
             run.tokens += tokens_per_step
             bar.update()
             if stop_requested:
-                read_back(run, pending, bar)
-                raise stopped(run, step + 1, best_val_loss, losses)
+                raise stopped(run, step + 1, losses)
     bar.close()
     if run.rank != 0:
         return None
@@ -875,10 +872,10 @@ def train(run):
     losses['val_loss_full'] = full_loss(run.model, run.splits['val'], *full_val_windows(config), config['batch_size'],
                                         run.autocast)
     losses.update(bits_per_character_and_byte(losses['val_loss_full'], run.splits['val'], run.chars))
-    save_checkpoint(run, config['max_iters'], best_val_loss, losses)
+    save_checkpoint(run, config['max_iters'], losses)
     samples_path = write_samples(run, config['max_iters'], losses)
     summary = {'script': SCRIPT, 'config': config, 'iters': config['max_iters'], **losses,
-               'best_val_loss': best_val_loss, 'train_seconds': run.step_seconds + run.eval_seconds,
+               'best_val_loss': run.best_val_loss, 'train_seconds': run.step_seconds + run.eval_seconds,
                'eval_seconds': run.eval_seconds, 'tokens': run.tokens, 'tokens_per_second': tokens_per_second,
                'device': str(run.device), 'dtype': str(run.dtype)[6:],
                'processes': run.world_size, 'params': run.params, 'torch': torch.__version__,
@@ -893,12 +890,10 @@ def train(run):
 
 
 def settle_budget(run):
-    """Turn time_budget into a step count, once, before the first step: time a few steps on a copy of the
-    state (then put it back, so the run stays exact) and one estimate, then set max_iters and lr_decay_iters
-    so that the steps and the evaluations fill the budget. Prints the flags that rerun it without the budget."""
-    config = run.config
-    keepers = (run.model, run.optimizer, run.scaler)
-    saved = copy.deepcopy([keeper.state_dict() for keeper in keepers]), run.generator.get_state()
+    """Before the first step, set max_iters = lr_decay_iters so that steps and evaluations fill time_budget, timing a
+    few steps on the run's state (put back afterwards: the run stays exact) and one estimate."""
+    config, keepers = run.config, (run.model, run.optimizer, run.scaler)
+    saved, batches = copy.deepcopy([keeper.state_dict() for keeper in keepers]), run.generator.get_state()
     for step in range(3):  # the first steps pay for allocations and kernel choices: not timed
         train_step(run, step).item()
     started, timed = time.perf_counter(), 0
@@ -906,9 +901,9 @@ def settle_budget(run):
         train_step(run, 3 + timed).item()
         timed += 1
     step_seconds = (time.perf_counter() - started) / timed
-    for keeper, state in zip(keepers, saved[0]):
+    for keeper, state in zip(keepers, saved):
         keeper.load_state_dict(state)
-    run.generator.set_state(saved[1])
+    run.generator.set_state(batches)
     started = time.perf_counter()
     if run.rank == 0:
         estimate_loss(run.fast_model, run.splits, config, run.autocast)
@@ -918,18 +913,16 @@ def settle_budget(run):
     steps = torch.tensor(max(0, int(fit)))
     if run.world_size > 1:
         dist.broadcast(steps, 0)  # every process takes rank 0's count
-    if steps.item() <= config['warmup_iters']:
-        raise UsageError(f"a time budget of {config['time_budget']:g} s fits only {steps.item()} steps here (at "
-                         f"{1000 * step_seconds:.1f} ms a step), no more than warmup_iters = {config['warmup_iters']}")
-    config['max_iters'] = config['lr_decay_iters'] = steps.item()
+    config['max_iters'] = config['lr_decay_iters'] = steps = steps.item()
+    require(steps > config['warmup_iters'], f"a time budget of {config['time_budget']:g} s fits only {steps} steps here "
+            f"(at {1000 * step_seconds:.1f} ms a step), no more than warmup_iters = {config['warmup_iters']}")
     log(f"time budget {config['time_budget']:g} s: {1000 * step_seconds:.1f} ms a step and {eval_seconds:.2f} s an estimate "
-        f"fit {steps.item():,} steps. The same run without the budget: "
-        f"{this_command(time_budget=0, max_iters=steps.item(), lr_decay_iters=steps.item())}")
+        f"fit {steps:,} steps. The same run without the budget: "
+        f"{this_command(time_budget=0, max_iters=steps, lr_decay_iters=steps)}")
 
 
 def bits_per_character_and_byte(loss, data, chars):
-    """The loss in bits, per character and per UTF-8 byte of the characters it scores (all but the first):
-    figures that compare across vocabularies and tokenizers."""
+    """The loss in bits per character, and per UTF-8 byte of the characters it scores (all but the first)."""
     byte_counts = torch.tensor([len(c.encode()) for c in chars], dtype=torch.float64)
     counts = sum(torch.bincount(part.long().cpu(), minlength=len(chars)) for part in data[1:].split(1 << 24))
     bits = loss * (len(data) - 1) / math.log(2)
@@ -939,17 +932,17 @@ def bits_per_character_and_byte(loss, data, chars):
 def train_step(run, step):
     """One optimizer step over the global batch. Every process draws the whole batch from the same generator
     and trains on its own micro-batches, so the data (and the result) do not depend on the number of processes."""
-    config = run.config
+    config, batch_size = run.config, run.config['batch_size']
     for group in run.optimizer.param_groups:
         group['lr'] = learning_rate_at(step, config)
-    micro_steps = config['gradient_accumulation_steps'] // run.world_size
     generator = torch.cuda.default_generators[run.device.index] if run.device.type == 'cuda' else torch.default_generator
     generator.manual_seed(hash((config['seed'], run.rank, step)))  # dropout draws from it: per rank and step, never saved
-    x, y = get_batch(run.splits['train'], config['gradient_accumulation_steps'] * config['batch_size'],
-                     config['block_size'], run.generator)
-    mine = list(zip(x.split(config['batch_size']), y.split(config['batch_size'])))[run.rank * micro_steps:(run.rank + 1) * micro_steps]
+    x, y = get_batch(run.splits['train'], config['gradient_accumulation_steps'] * batch_size, config['block_size'],
+                     run.generator)
+    micro_steps = config['gradient_accumulation_steps'] // run.world_size
+    mine = slice(run.rank * micro_steps * batch_size, (run.rank + 1) * micro_steps * batch_size)
     step_loss = torch.zeros((), device=x.device)
-    for i, (xb, yb) in enumerate(mine):
+    for i, (xb, yb) in enumerate(zip(x[mine].split(batch_size), y[mine].split(batch_size))):
         # gradients are averaged across processes on the last micro-step only
         with run.train_model.no_sync() if run.world_size > 1 and i < micro_steps - 1 else contextlib.nullcontext():
             with run.autocast:
@@ -977,17 +970,16 @@ def learning_rate_at(step, config):
 
 def read_back(run, pending, bar):
     """Bring the pending step losses to the host (averaged over processes), stop at the first that is not finite."""
-    if not pending:
-        return
-    values = torch.stack([loss for _, loss in pending])
-    if run.world_size > 1:
-        dist.all_reduce(values)
-        values /= run.world_size
-    for (step, _), value in zip(pending, values.tolist()):
-        if not math.isfinite(value):
-            raise diverged(run, f"the loss is {value} at step {step}")
-    bar.set_postfix(loss=f"{values[-1]:.4f}")
-    pending.clear()
+    if pending:
+        values = torch.stack([loss for _, loss in pending])
+        if run.world_size > 1:
+            dist.all_reduce(values)
+            values /= run.world_size
+        for (step, _), value in zip(pending, values.tolist()):
+            if not math.isfinite(value):
+                raise diverged(run, f"the loss is {value} at step {step}")
+        bar.set_postfix(loss=f"{values[-1]:.4f}")
+        pending.clear()
 
 
 def diverged(run, what):
@@ -999,22 +991,21 @@ def diverged(run, what):
     return TrainingError(f"{what}: stopping; {kept}. Try {advice}")
 
 
-def stopped(run, step, best_val_loss, losses):
+def stopped(run, step, losses):
     """Ctrl-C: checkpoint at step, and the command that continues from it (this_command says how it is written)."""
-    save_checkpoint(run, step, best_val_loss, losses)
+    save_checkpoint(run, step, losses)
     return KeyboardInterrupt(f"saved {run.ckpt_path} at step {step}; continue with: "
                              f"{this_command(resume='true', init_from=None)}")
 
 
 def this_command(**changes):
-    """The command that started this process with `changes` (None drops a setting), as it can be pasted back:
-    quoted for the shell, with the script's path as it was given."""
+    """The command that started this process with `changes` (None drops a setting), quoted to be pasted back."""
     kept = [arg for arg in sys.argv[1:] if arg.partition('=')[0][2:] not in changes]
     return 'python ' + shlex.join([sys.argv[0], *kept, *(f"--{k}={v}" for k, v in changes.items() if v is not None)])
 
 
 @contextlib.contextmanager
-def stop_requests(enabled):
+def stop_requests():
     """A list that the first Ctrl-C appends to, so the loop stops after the current step or evaluation batch and
     checkpoints; the second Ctrl-C stops at once (the last checkpoint stays intact: writes are atomic)."""
     requested = []
@@ -1024,37 +1015,32 @@ def stop_requests(enabled):
         signal.signal(signal.SIGINT, signal.default_int_handler)
         log("interrupt: stopping after this step or evaluation batch to save a checkpoint (Ctrl-C again to stop at once)")
 
-    previous = signal.signal(signal.SIGINT, handler) if enabled else None
+    previous = signal.signal(signal.SIGINT, handler)
     try:
         yield requested
     finally:
-        if enabled:
-            signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous)
 
 
-def warn_if_slow(config, device, flops):
+def warn_if_slow(device, flops):
     """Say at once when a run is sized for a GPU but started on a CPU."""
     if device.type == 'cpu' and flops > 1e14:
-        here = os.path.dirname(os.path.abspath(__file__))
-        cpu_config = os.path.join(here, 'configs', f"{SCRIPT[:-3]}_cpu.py")
-        hint = (f"python {os.path.relpath(os.path.join(here, SCRIPT))} {os.path.relpath(cpu_config)}"
-                if os.path.exists(cpu_config) else "fewer steps or a smaller model")
+        cpu_config = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs', f"{SCRIPT[:-3]}_cpu.py")
+        hint = (f"python {os.path.relpath(__file__)} {os.path.relpath(cpu_config)}" if os.path.exists(cpu_config)
+                else "fewer steps or a smaller model")
         log(f"note: these settings are sized for a GPU and this is a CPU (about {flops:.1e} FLOPs: many hours). "
             f"For a run of a few minutes: {hint}")
 
 
 # ---- command line
-def usage():
-    """The docstring, then the hyperparameters with their defaults and comments, read from this file."""
-    with open(__file__, encoding='utf-8') as f:
-        block = f.read().split(' hyperparameters\n', 1)[1].split('\n# ---', 1)[0]
-    return f"{__doc__.strip()}\n\nHyperparameters (--name=value overrides one; config files hold name = value lines):\n{block}\n"
-
-
 def run_command_line(args):
-    """Parse the overrides, run main, and turn the expected failures into one line on stderr and an exit code."""
+    """Parse the overrides, run main, and turn the expected failures into one line on stderr and an exit code;
+    --help prints the docstring and the hyperparameters with their defaults and comments, as this file has them."""
     if '-h' in args or '--help' in args:
-        print(usage())
+        with open(__file__, encoding='utf-8') as f:
+            hyperparameters = f.read().split(' hyperparameters\n', 1)[1].split('\n# ---', 1)[0]
+        print(f"{__doc__.strip()}\n\nHyperparameters (--name=value overrides one; config files hold name = value lines):"
+              f"\n{hyperparameters}\n")
         return 0
     prefix = f"{SCRIPT}" + (f" [rank {os.environ['RANK']}]" if 'RANK' in os.environ else "")
     try:

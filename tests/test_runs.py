@@ -390,9 +390,9 @@ def test_gpu_sized_run_on_a_cpu_says_so_at_once(capsys):
     """gpt.py's defaults on a CPU point to configs/gpt_cpu.py before training starts; CPU-sized runs say nothing."""
     gpt = load('gpt')
     cpu = torch.device('cpu')
-    gpt.warn_if_slow(gpt.DEFAULTS, cpu, 5e15)
+    gpt.warn_if_slow(cpu, 5e15)
     assert 'configs/gpt_cpu.py' in capsys.readouterr().out
-    gpt.warn_if_slow(gpt.DEFAULTS, cpu, 1e13)
+    gpt.warn_if_slow(cpu, 1e13)
     assert capsys.readouterr().out == ''
 
 
