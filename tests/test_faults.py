@@ -193,7 +193,7 @@ def test_failed_checkpoint_write_keeps_the_old_checkpoint(trained, monkeypatch):
 
     monkeypatch.setattr(module.os, 'replace', no_space)
     with pytest.raises(OSError):
-        module.save_checkpoint(run, 999, 0.5, {'train_loss': 1.0, 'val_loss': 1.0, 'val_loss_full': 1.0})
+        module.save_checkpoint(run, 999, {'train_loss': 1.0, 'val_loss': 1.0, 'val_loss_full': 1.0})
     monkeypatch.undo()
     assert (out_dir / 'ckpt.pt').read_bytes() == old_bytes
     assert load_ckpt(path)['step'] == config['max_iters']
