@@ -567,8 +567,9 @@ def write_atomic(path, write):
 
 
 def claim_out_dir(config):
-    """Lock out_dir for this run (the OS drops the lock when the process ends: a crash never leaves it held); a fresh
-    run first moves the run it finds there, whole, to <out_dir>-<time of its newest file>. Returns the lock file."""
+    """Lock out_dir for this run (the OS drops the lock when the process ends, so a crash never leaves it held). A fresh
+    run first moves the run it finds there, whole, to <out_dir>-<time of its newest file>, so that out_dir holds the
+    latest run and nothing is overwritten. Returns the open lock file."""
     out_dir = os.path.normpath(config['out_dir'])
     try:
         os.makedirs(out_dir, exist_ok=True)
@@ -596,11 +597,13 @@ def claim_out_dir(config):
 
 def save_checkpoint(run, step, losses):
     """Everything needed to continue or to sample, as tensors and plain values so weights_only loading works."""
-    checkpoint = {'script': SCRIPT, 'model': run.model.state_dict(), 'optimizer': run.optimizer.state_dict(),
-                  'scaler': run.scaler.state_dict(), 'config': run.config, 'chars': run.chars, 'step': step,
-                  'best_val_loss': run.best_val_loss, 'losses': losses, 'dtype': str(run.dtype)[6:],
-                  'tokens': run.tokens, 'step_seconds': run.step_seconds, 'eval_seconds': run.eval_seconds,
-                  'rng': {'batches': run.generator.get_state()}}  # dropout needs no state: train_step seeds it
+    checkpoint = {
+        'script': SCRIPT, 'model': run.model.state_dict(), 'optimizer': run.optimizer.state_dict(),
+        'scaler': run.scaler.state_dict(), 'config': run.config, 'chars': run.chars, 'step': step,
+        'best_val_loss': run.best_val_loss, 'losses': losses, 'dtype': str(run.dtype)[6:], 'tokens': run.tokens,
+        'step_seconds': run.step_seconds, 'eval_seconds': run.eval_seconds,  # carried on by a resumed run
+        'rng': {'batches': run.generator.get_state()},  # dropout needs no state: train_step seeds it each step
+    }
     write_atomic(run.ckpt_path, lambda f: torch.save(checkpoint, f))
     run.saved_step = step
 
@@ -657,8 +660,7 @@ class Run:
         self.lock = claim_out_dir(self.config) if self.rank == 0 else None  # last: every check above has passed
 
     def settle_config(self, config, overridden):
-        """Sets the config to run with, checked, and the checkpoint it starts from: out_dir's, or init_from (None for
-        a fresh run)."""
+        """Sets the config to run with, checked, and the checkpoint it starts from: out_dir's, init_from's, or None."""
         self.source = config['init_from'] or self.ckpt_path
         doing = {'resume': 'resuming', 'sample_only': 'sampling', 'eval_only': 'scoring', 'init_from': 'starting'}
         modes = [name for name in doing if config[name]]
@@ -666,23 +668,23 @@ class Run:
             raise UsageError(f"{modes[0]} and {modes[1]} exclude each other: pick one")
         if modes == ['init_from'] and os.path.abspath(self.source) == os.path.abspath(self.ckpt_path):
             raise UsageError(f"init_from is {self.ckpt_path}, which this run would overwrite: give it another --out_dir")
-        self.checkpoint = checkpoint = load_checkpoint(self.source) if modes else None
+        self.checkpoint = load_checkpoint(self.source) if modes else None
         if modes:
-            config, overridden = merge_checkpoint_config(config, overridden, checkpoint, modes == ['init_from'])
+            config, overridden = merge_checkpoint_config(config, overridden, self.checkpoint, modes == ['init_from'])
         check_config(config)
         self.config = config
         if modes:
-            log(f"{doing[modes[0]]} from {self.source}, step {checkpoint['step']}")
+            log(f"{doing[modes[0]]} from {self.source}, step {self.checkpoint['step']}")
         if overridden:
             log("overrides: " + ", ".join(f"{name}={config[name]!r}" for name in dict.fromkeys(overridden)))
         if config['resume']:
-            check_resume(config, overridden, checkpoint)
+            check_resume(config, overridden, self.checkpoint)
         require(config['gradient_accumulation_steps'] % self.world_size == 0,
                 f"gradient_accumulation_steps ({config['gradient_accumulation_steps']}) must be divisible by the "
                 f"number of processes ({self.world_size})")
 
     def build_model(self):
-        """The model, its optimizer, gradient scaler and batch generator, and the run's progress: a resume's go on."""
+        """The model, its optimizer, scaler and batch generator, and the run's progress: from the checkpoint, if any."""
         torch.manual_seed(self.config['seed'])  # the initial weights
         self.model = self.fast_model = self.train_model = create_model(self.config, len(self.chars)).to(self.device)
         self.params = sum(p.numel() for p in self.model.parameters())
@@ -700,7 +702,7 @@ class Run:
         if resumed:
             if resumed['scaler']:  # empty unless the checkpoint was trained in float16
                 self.scaler.load_state_dict(resumed['scaler'])
-            try:  # the batch order goes on where it stopped, unless saved on another kind of device
+            try:  # the batch order goes on where it stopped, unless saved on another kind of device (CUDA's state: 16 bytes)
                 self.generator.set_state(resumed['rng']['batches'].cpu())
             except RuntimeError:  # this device's kind of generator, seeded as at the start, draws other batches
                 log("note: the checkpoint's batch order was saved on another kind of device: new batches from here on")
@@ -714,9 +716,8 @@ class Run:
 
 def placed_by_character(model, checkpoint, chars):
     """The checkpoint's weights as a state dict for model, whose vocabulary `chars` holds the checkpoint's characters
-    and, after init_from, maybe more. By character, never by index: each character's rows (and columns) on the
-    VOCAB_AXES move to its place in `chars`; rows past the characters (the MLP's blank) stay last; the rows of
-    added characters keep the model's fresh initialisation."""
+    (and, after init_from, maybe more), placed by character, never by index: the rows (and columns) on the VOCAB_AXES
+    move to their character's place; rows past the characters (the MLP's blank) stay last; added ones stay fresh."""
     places, placed = [chars.index(c) for c in checkpoint['chars']], dict(checkpoint['model'])
     for name, axes in VOCAB_AXES.items():
         placed[name] = weights = model.state_dict()[name].clone()
@@ -726,9 +727,9 @@ def placed_by_character(model, checkpoint, chars):
 
 
 def merge_checkpoint_config(config, overridden, checkpoint, starting):
-    """The checkpoint's config with this command's overrides on top (sampling takes only its sampling settings,
-    saying what it ignores), or, starting from its weights, this command's. The model's shape is the checkpoint's.
-    Returns the config and the overrides that took effect."""
+    """The checkpoint's config with this command's overrides on top (sampling takes only its sampling settings, saying
+    what it ignores; settings the checkpoint predates keep this command's values), or, starting from its weights, this
+    command's. The model's shape is the checkpoint's. Returns the config and the overrides that took effect."""
     trained = checkpoint['config']
     merged = dict(config, **{name: trained[name] for name in (MODEL_KEYS if starting else trained)})
     if config['sample_only']:
@@ -773,7 +774,7 @@ def pick_device(name, local_rank):
         raise UsageError(f"unknown device '{name}': use auto, cpu, cuda, cuda:N or mps") from None
     require(device.type in available, f"device '{name}' is not supported: use auto, cpu, cuda, cuda:N or mps")
     require(available[device.type], f"device '{name}' asked for, but {device.type.upper()} is not available here "
-                                    f"(no such GPU, or a torch built without it): use --device=cpu")
+                                    f"(no GPU, or a torch built without it): use --device=cpu")
     if device.type == 'cuda':
         device = torch.device('cuda', local_rank if local_rank is not None else device.index or 0)
         require(device.index < torch.cuda.device_count(),
@@ -828,7 +829,7 @@ class TrainingError(Exception):
 
 
 def main(config, overridden=()):
-    """Train as config says, or resume, or start from another run's weights, or only sample, or only score.
+    """Train as config says (or resume, or start from another run's weights, or only sample, or only score).
     Returns the summary of a training run, or eval_only's figures."""
     run = Run(dict(config), overridden)
     result = None
