@@ -883,16 +883,16 @@ def check_resume(config, overridden, checkpoint):
 
 def pick_device(name, local_rank):
     """'auto' takes CUDA, then Apple MPS, then the CPU; under torchrun each process takes GPU LOCAL_RANK."""
-    available = {'cuda': torch.cuda.is_available(), 'mps': torch.backends.mps.is_available(), 'cpu': True}
+    missing = {'cuda': None if torch.cuda.is_available() else 'CUDA is not available here (no GPU, or a CPU-only torch)',
+               'mps': None if torch.backends.mps.is_available() else 'Apple MPS is not available here', 'cpu': None}
     if name == 'auto':
-        name = next(kind for kind in available if available[kind])
+        name = next(kind for kind, why in missing.items() if why is None)
     try:
         device = torch.device(name)
     except RuntimeError:
         raise UsageError(f"unknown device '{name}': use auto, cpu, cuda, cuda:N or mps") from None
-    require(device.type in available, f"device '{name}' is not supported: use auto, cpu, cuda, cuda:N or mps")
-    require(available[device.type], f"device '{name}' asked for, but {device.type.upper()} is not available here "
-                                    f"(no GPU, or a torch built without it): use --device=cpu")
+    require(device.type in missing, f"device '{name}' is not supported: use auto, cpu, cuda, cuda:N or mps")
+    require(not missing[device.type], f"device '{name}' asked for, but {missing[device.type]}: use --device=cpu")
     if device.type == 'cuda':
         device = torch.device('cuda', local_rank if local_rank is not None else device.index or 0)
         require(device.index < torch.cuda.device_count(),
