@@ -515,39 +515,32 @@ def write_atomic(path, write):
 
 
 def claim_out_dir(config):
-    """Lock out_dir for this run (the OS drops the lock when the process ends, so a crash never leaves it held);
-    a fresh run first moves the run it finds there aside, whole. Returns the open lock file."""
+    """Lock out_dir for this run (the OS drops the lock when the process ends, so a crash never leaves it held). A fresh
+    run first moves the run it finds there, whole, to <out_dir>-<time of its newest file>, so that out_dir holds the
+    latest run and nothing is overwritten. Returns the open lock file."""
     out_dir = os.path.normpath(config['out_dir'])
     try:
         os.makedirs(out_dir, exist_ok=True)
         lock = open(os.path.join(out_dir, '.lock'), 'a')
         if fcntl:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if not (config['resume'] or config['sample_only'] or config['eval_only']):
-            move_aside(out_dir)
+        names = [name for name in os.listdir(out_dir)
+                 if name in ('ckpt.pt', 'summary.json', 'metrics.jsonl', 'eval.json') or name.startswith('samples_')]
+        fresh = not (config['resume'] or config['sample_only'] or config['eval_only'])
+        if fresh and {'ckpt.pt', 'summary.json', 'metrics.jsonl'} & set(names):
+            newest = max(os.path.getmtime(os.path.join(out_dir, name)) for name in names)
+            base = f"{out_dir}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(newest))}"
+            aside = next(name for name in [base] + [f"{base}-{n}" for n in range(2, 1000)] if not os.path.exists(name))
+            os.mkdir(aside)
+            for name in names:
+                os.replace(os.path.join(out_dir, name), os.path.join(aside, name))
+            log(f"{out_dir} held an earlier run: moved it to {aside}")
     except BlockingIOError:
         raise UsageError(f"out_dir {out_dir} is in use by a run that is still training, sampling or scoring: "
                          f"wait for it to end, or set another --out_dir") from None
     except OSError as e:
         raise UsageError(f"cannot write to out_dir {out_dir}: {e.strerror}") from None
     return lock
-
-
-def move_aside(out_dir):
-    """Move the files of an earlier run in out_dir to <out_dir>-<time of its newest file>, so that out_dir
-    always holds the latest run and nothing is overwritten."""
-    present = os.listdir(out_dir)
-    if not {'ckpt.pt', 'summary.json', 'metrics.jsonl'} & set(present):
-        return
-    names = [name for name in present if name in ('ckpt.pt', 'summary.json', 'metrics.jsonl', 'eval.json')
-             or name.startswith('samples_')]
-    newest = max(os.path.getmtime(os.path.join(out_dir, name)) for name in names)
-    base = f"{out_dir}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(newest))}"
-    aside = next(name for name in [base] + [f"{base}-{n}" for n in range(2, 1000)] if not os.path.exists(name))
-    os.mkdir(aside)
-    for name in names:
-        os.replace(os.path.join(out_dir, name), os.path.join(aside, name))
-    log(f"{out_dir} held an earlier run: moved it to {aside}")
 
 
 def save_checkpoint(run, step, losses):
@@ -598,7 +591,7 @@ class Run:
         self.rank, self.world_size = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
         self.ckpt_path = os.path.join(config['out_dir'], 'ckpt.pt')
         self.metrics_path = os.path.join(config['out_dir'], 'metrics.jsonl')
-        self.checkpoint = self.settle_config(config, overridden)
+        self.settle_config(config, overridden)
         self.device = pick_device(self.config['device'], int(os.environ['LOCAL_RANK']) if self.distributed else None)
         self.dtype = pick_dtype(self.config['dtype'], self.device)
         self.autocast = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype != torch.float32
@@ -615,67 +608,64 @@ class Run:
         self.lock = claim_out_dir(self.config) if self.rank == 0 else None  # last: every check above has passed
 
     def settle_config(self, config, overridden):
-        """The config to run with (the checkpoint's, with this command's overrides, when resuming, sampling or
-        scoring; this command's, with the checkpoint's model shape, when starting from its weights), checked;
-        returns the checkpoint (out_dir's, or init_from), or None for a fresh run."""
-        checkpoint, self.source = None, config['init_from'] or self.ckpt_path
-        modes = [name for name in ('resume', 'sample_only', 'eval_only', 'init_from') if config[name]]
+        """Sets the config to run with, checked, and the checkpoint it starts from: out_dir's, init_from's, or None."""
+        self.source = config['init_from'] or self.ckpt_path
+        doing = {'resume': 'resuming', 'sample_only': 'sampling', 'eval_only': 'scoring', 'init_from': 'starting'}
+        modes = [name for name in doing if config[name]]
         if len(modes) > 1 and (modes[0] == 'resume' or modes[1] != 'init_from'):  # init_from may name what to load
             raise UsageError(f"{modes[0]} and {modes[1]} exclude each other: pick one")
         if modes == ['init_from'] and os.path.abspath(self.source) == os.path.abspath(self.ckpt_path):
             raise UsageError(f"init_from is {self.ckpt_path}, which this run would overwrite: give it another --out_dir")
+        self.checkpoint = load_checkpoint(self.source) if modes else None
         if modes:
-            checkpoint = load_checkpoint(self.source)
-            config, overridden = merge_checkpoint_config(config, overridden, checkpoint)
+            config, overridden = merge_checkpoint_config(config, overridden, self.checkpoint, modes == ['init_from'])
         check_config(config)
         self.config = config
-        if checkpoint:
-            doing = {'resume': 'resuming', 'sample_only': 'sampling', 'eval_only': 'scoring', 'init_from': 'starting'}
-            log(f"{doing[modes[0]]} from {self.source}, step {checkpoint['step']}")
+        if modes:
+            log(f"{doing[modes[0]]} from {self.source}, step {self.checkpoint['step']}")
         if overridden:
             log("overrides: " + ", ".join(f"{name}={config[name]!r}" for name in dict.fromkeys(overridden)))
         if config['resume']:
-            check_resume(config, overridden, checkpoint)
-        if config['gradient_accumulation_steps'] % self.world_size:
-            raise UsageError(f"gradient_accumulation_steps ({config['gradient_accumulation_steps']}) must be divisible "
-                             f"by the number of processes ({self.world_size})")
-        return checkpoint
+            check_resume(config, overridden, self.checkpoint)
+        require(config['gradient_accumulation_steps'] % self.world_size == 0,
+                f"gradient_accumulation_steps ({config['gradient_accumulation_steps']}) must be divisible by the "
+                f"number of processes ({self.world_size})")
 
     def build_model(self):
-        """The model, its optimizer, gradient scaler and batch generator, restored from the checkpoint if any."""
+        """The model, its optimizer, scaler and batch generator, and the run's progress: from the checkpoint, if any."""
         torch.manual_seed(self.config['seed'])  # the initial weights
         self.model = self.fast_model = self.train_model = create_model(self.config, len(self.chars)).to(self.device)
         self.params = sum(p.numel() for p in self.model.parameters())
         self.optimizer = make_optimizer(self.model, self.config, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.generator = torch.Generator(self.device).manual_seed(self.config['seed'])
+        resumed = self.checkpoint if self.config['resume'] else {}  # sampling, scoring, init_from: the weights only
         try:
             if self.checkpoint:
                 self.model.load_state_dict(placed_by_character(self.model, self.checkpoint, self.chars))
-            if self.config['resume']:  # sampling needs the weights only
-                self.optimizer.load_state_dict(self.checkpoint['optimizer'])
+            if resumed:
+                self.optimizer.load_state_dict(resumed['optimizer'])
         except (RuntimeError, ValueError, KeyError) as e:
             raise UsageError(f"{self.source} does not fit this model: {str(e).splitlines()[0]}") from None
-        if self.config['resume']:
-            if self.checkpoint['scaler']:  # empty unless the checkpoint was trained in float16
-                self.scaler.load_state_dict(self.checkpoint['scaler'])
+        if resumed:
+            if resumed['scaler']:  # empty unless the checkpoint was trained in float16
+                self.scaler.load_state_dict(resumed['scaler'])
             try:  # the batch order goes on where it stopped, unless saved on another kind of device (CUDA's state: 16 bytes)
-                self.generator.set_state(self.checkpoint['rng']['batches'].cpu())
+                self.generator.set_state(resumed['rng']['batches'].cpu())
             except RuntimeError:  # this device's kind of generator, seeded as at the start, draws other batches
                 log("note: the checkpoint's batch order was saved on another kind of device: new batches from here on")
-        carried = self.checkpoint if self.config['resume'] else {}  # what the run has spent so far (0: older checkpoints)
-        self.step_seconds, self.eval_seconds, self.tokens = (carried.get(key, 0) for key in ('step_seconds', 'eval_seconds', 'tokens'))
-        self.saved_step = carried.get('step')
-        self.start_step, self.best_val_loss = carried.get('step', 0), carried.get('best_val_loss', float('inf'))
+        self.start_step, self.saved_step = resumed.get('step', 0), resumed.get('step')
+        self.best_val_loss = resumed.get('best_val_loss', float('inf'))
+        self.step_seconds, self.eval_seconds, self.tokens = (resumed.get(key, 0)  # 0: checkpoints without them
+                                                             for key in ('step_seconds', 'eval_seconds', 'tokens'))
         log(f"{SCRIPT}: {self.params:,} parameters ({self.params / 1e6:.2f}M), device {self.device}, dtype "
             f"{str(self.dtype)[6:]}" + (f", {self.world_size} processes" if self.distributed else ""))
 
 
 def placed_by_character(model, checkpoint, chars):
     """The checkpoint's weights as a state dict for model, whose vocabulary `chars` holds the checkpoint's characters
-    and, after init_from, maybe more. By character, never by index: each character's rows (and columns) on the
-    VOCAB_AXES move to its place in `chars`; rows past the characters (the MLP's blank) stay last; the rows of
-    added characters keep the model's fresh initialisation."""
+    (and, after init_from, maybe more), placed by character, never by index: the rows (and columns) on the VOCAB_AXES
+    move to their character's place; rows past the characters (the MLP's blank) stay last; added ones stay fresh."""
     places, placed = [chars.index(c) for c in checkpoint['chars']], dict(checkpoint['model'])
     for name, axes in VOCAB_AXES.items():
         placed[name] = weights = model.state_dict()[name].clone()
@@ -684,14 +674,12 @@ def placed_by_character(model, checkpoint, chars):
     return placed
 
 
-def merge_checkpoint_config(config, overridden, checkpoint):
-    """Resuming or scoring: the checkpoint's hyperparameters, with this command's overrides on top; init_from: this
-    command's. The model's shape comes from the checkpoint; an override that contradicts it is an error. Sampling
-    takes only the sampling settings from this command (a config file's training settings are ignored, saying so).
-    Settings the checkpoint predates take this command's values. Returns the config and the overrides that took
-    effect."""
-    starting = config['init_from'] and not (config['sample_only'] or config['eval_only'])
-    merged = dict(config, **{name: checkpoint['config'][name] for name in (MODEL_KEYS if starting else checkpoint['config'])})
+def merge_checkpoint_config(config, overridden, checkpoint, starting):
+    """The checkpoint's config with this command's overrides on top (sampling takes only its sampling settings, saying
+    what it ignores; settings the checkpoint predates keep this command's values), or, starting from its weights, this
+    command's. The model's shape is the checkpoint's. Returns the config and the overrides that took effect."""
+    trained = checkpoint['config']
+    merged = dict(config, **{name: trained[name] for name in (MODEL_KEYS if starting else trained)})
     if config['sample_only']:
         ignored = [name for name in dict.fromkeys(overridden)
                    if name not in SAMPLING_KEYS + ('out_dir', 'sample_only') and config[name] != merged[name]]
@@ -746,16 +734,12 @@ def pick_dtype(name, device):
     """'auto': bfloat16 on a GPU that has it natively, from compute capability 8.0 (Ampere) on; float16 with a
     gradient scaler on older ones (V100, T4), where torch emulates bfloat16 slowly; bfloat16 on a CPU with
     bfloat16 matrix units (Intel AMX: its matmuls run 5-9x faster than in float32); float32 elsewhere."""
+    has_amx = getattr(torch.cpu, '_is_amx_tile_supported', lambda: False)  # torch's check; private, so maybe absent
     if name == 'auto' and device.type == 'cuda':
         name = 'bfloat16' if torch.cuda.get_device_capability(device)[0] >= 8 else 'float16'
     elif name == 'auto':
-        name = 'bfloat16' if device.type == 'cpu' and cpu_has_amx() else 'float32'
+        name = 'bfloat16' if device.type == 'cpu' and has_amx() else 'float32'
     return getattr(torch, name)
-
-
-def cpu_has_amx():
-    """torch's own check; it is private, so a torch without it counts as no AMX."""
-    return getattr(torch.cpu, '_is_amx_tile_supported', lambda: False)()
 
 
 def make_optimizer(model, config, device):
@@ -796,15 +780,12 @@ def main(config, overridden=()):
     """Train as config says (or resume, or start from another run's weights, or only sample, or only score).
     Returns the summary of a training run, or eval_only's figures."""
     run = Run(dict(config), overridden)
-    try:
-        result = None
+    result = None
+    with run.lock or contextlib.nullcontext():  # closing the lock file releases out_dir
         if run.config['sample_only']:
             log(f"wrote {write_samples(run, run.checkpoint['step'], run.checkpoint['losses'])}")
         else:
             result = score_text(run) if run.config['eval_only'] else train(run)
-    finally:
-        if run.lock:
-            run.lock.close()  # releases out_dir
     if run.distributed:  # on every way out but an error, which ends the job anyway
         dist.destroy_process_group()
     return result
@@ -831,7 +812,8 @@ def train(run):
     bar = tqdm(total=config['max_iters'], initial=run.start_step, unit='step', disable=run.rank != 0 or None, dynamic_ncols=True)
     with stop_requests() if run.world_size == 1 else contextlib.nullcontext([]) as stop_requested:
         for step in range(run.start_step, config['max_iters'] + 1):
-            if step % config['eval_interval'] == 0 or step == config['max_iters']:
+            last_step = step == config['max_iters']
+            if step % config['eval_interval'] == 0 or last_step:
                 read_back(run, pending, bar)
                 if run.rank == 0:
                     started = time.perf_counter()
@@ -854,7 +836,7 @@ def train(run):
                         run.best_val_loss = losses['val_loss']
                         if run.start_step < step < config['max_iters']:
                             save_checkpoint(run, step, losses)
-            if step == config['max_iters']:
+            if last_step:
                 break
             started = time.perf_counter()
             pending.append((step, train_step(run, step)))

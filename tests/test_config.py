@@ -271,7 +271,7 @@ def test_bad_dtype(script, value):
 @pytest.mark.parametrize('amx, expected', [(True, torch.bfloat16), (False, torch.float32)])
 def test_auto_dtype_on_a_cpu_is_bfloat16_only_with_amx(script, monkeypatch, amx, expected):
     """'auto' on a CPU: bfloat16 where it has AMX matrix units, float32 elsewhere; a named dtype is kept."""
-    monkeypatch.setattr(script, 'cpu_has_amx', lambda: amx)
+    monkeypatch.setattr(torch.cpu, '_is_amx_tile_supported', lambda: amx, raising=False)
     cpu = torch.device('cpu')
     assert script.pick_dtype('auto', cpu) == expected
     assert script.pick_dtype('float32', cpu) == torch.float32 and script.pick_dtype('bfloat16', cpu) == torch.bfloat16
@@ -280,7 +280,6 @@ def test_auto_dtype_on_a_cpu_is_bfloat16_only_with_amx(script, monkeypatch, amx,
 def test_a_torch_without_the_amx_check_counts_as_no_amx(script, monkeypatch):
     """The AMX check is private to torch: where it is missing, 'auto' falls back to float32 on a CPU."""
     monkeypatch.delattr(torch.cpu, '_is_amx_tile_supported', raising=False)
-    assert script.cpu_has_amx() is False
     assert script.pick_dtype('auto', torch.device('cpu')) == torch.float32
 
 
