@@ -990,8 +990,11 @@ def train(run):
     if run.rank != 0:
         return None
 
-    losses['val_loss_full'] = full_loss(run.model, run.splits['val'], *full_val_windows(config), config['batch_size'],
-                                        run.autocast)
+    try:
+        losses['val_loss_full'] = full_loss(run.model, run.splits['val'], *full_val_windows(config),
+                                            config['batch_size'], run.autocast)
+    except KeyboardInterrupt:  # scoring a large val split takes minutes: the steps are kept all the same
+        raise stopped(run, config['max_iters'], losses) from None
     losses.update(bits_per_character_and_byte(losses['val_loss_full'], run.splits['val'], run.chars))
     save_checkpoint(run, config['max_iters'], losses)
     samples_path = write_samples(run, config['max_iters'], losses)

@@ -101,6 +101,27 @@ def test_sigint_during_an_evaluation_stops_at_once(tmp_path, text_file):
     assert (tmp_path / 'out' / 'metrics.jsonl').read_text() == ''
 
 
+def test_ctrl_c_while_scoring_the_val_split_keeps_every_step(tmp_path, text_file, monkeypatch, capsys):
+    """Ctrl-C during the final val_loss_full (minutes on a large text) checkpoints the last step and prints the
+    command to continue; continuing scores the same model: the same val_loss_full as an uninterrupted run."""
+    gpt = load('gpt')
+    args = tiny_args('gpt', tmp_path, text_file, max_iters=20)
+    full_loss = gpt.full_loss
+
+    def interrupted(*args, **kwargs):
+        monkeypatch.setattr(gpt, 'full_loss', full_loss)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gpt, 'full_loss', interrupted)
+    assert gpt.run_command_line(args) == 130
+    assert 'at step 20; continue with: ' in capsys.readouterr().err
+    assert load_ckpt(tmp_path / 'out' / 'ckpt.pt')['step'] == 20
+    assert gpt.run_command_line(args + ['--resume=true']) == 0
+    resumed = json.loads((tmp_path / 'out' / 'summary.json').read_text())['val_loss_full']
+    assert gpt.run_command_line(args + [f"--out_dir={tmp_path / 'whole'}"]) == 0
+    assert resumed == json.loads((tmp_path / 'whole' / 'summary.json').read_text())['val_loss_full']
+
+
 # ------------------------------------------------------------------------------ NaN
 def poison(module, monkeypatch, at_step, report):
     """Wrap module.train_step: at at_step fill the weights with NaN; from then on return a NaN loss
