@@ -178,8 +178,9 @@ def parse_overrides(args, defaults):
             name, has_value, value = arg[2:].partition('=')
             require(has_value, f"{arg}: expected --name=value")
             if not isinstance(defaults.get(name), str):  # a Python literal, or true/false/none in any case
+                words = {'true': True, 'false': False, 'none': None}
                 with contextlib.suppress(ValueError, SyntaxError):  # else left as text, for typed() to refuse
-                    value = ast.literal_eval(value.title() if value.lower() in ('true', 'false', 'none') else value)
+                    value = words[value.lower()] if value.lower() in words else ast.literal_eval(value)
             settings, where = [(name, value)], ''
         else:
             settings, where = read_config_file(arg), f"{arg}: "
@@ -396,15 +397,17 @@ def estimate_loss(model, splits, config, autocast, stop_requested=()):
 
 
 @torch.no_grad()
-def full_loss(model, data, window, overlap, batch_size, autocast):
+def full_loss(model, data, window, overlap, batch_size, autocast, stop_requested=()):
     """Mean loss over data with every character after the first predicted exactly once, in windows of `window`
     characters every `window - overlap`: in all but the first, the first `overlap` positions are context only (the
-    window before scored them). One batch of windows and logits exists at a time."""
+    window before scored them). One batch of windows and logits exists at a time; a stop request cuts it short."""
     model.eval()
     n = len(data) - 1  # characters to predict
     starts = torch.arange(0, n - overlap, window - overlap, device=data.device)
     total, device = 0.0, next(model.parameters()).device  # data may stay on the host: one batch at a time moves
     for batch in tqdm(starts.split(batch_size), desc='val_loss_full', unit='batch', delay=3, leave=False, disable=None):
+        if stop_requested:
+            break
         positions = batch[:, None] + torch.arange(window, device=data.device)  # (B, window)
         beyond = positions >= n  # right padding: no model here looks ahead,
         x = data[positions.clamp(max=n - 1)].long().masked_fill(beyond, 0)
@@ -868,15 +871,15 @@ def train(run):
             bar.update()
             if stop_requested:
                 raise stopped(run, step + 1, losses)
-    bar.close()
+        bar.close()
+        if run.rank == 0:  # scoring a large val split takes minutes: a stop keeps the steps all the same
+            losses['val_loss_full'] = full_loss(run.model, run.splits['val'], *full_val_windows(config),
+                                                config['batch_size'], run.autocast, stop_requested)
+            if stop_requested:
+                raise stopped(run, config['max_iters'], losses)
     if run.rank != 0:
         return None
 
-    try:
-        losses['val_loss_full'] = full_loss(run.model, run.splits['val'], *full_val_windows(config),
-                                            config['batch_size'], run.autocast)
-    except KeyboardInterrupt:  # scoring a large val split takes minutes: the steps are kept all the same
-        raise stopped(run, config['max_iters'], losses) from None
     losses.update(bits_per_character_and_byte(losses['val_loss_full'], run.splits['val'], run.chars))
     save_checkpoint(run, config['max_iters'], losses)
     samples_path = write_samples(run, config['max_iters'], losses)
@@ -976,16 +979,17 @@ def learning_rate_at(step, config):
 
 def read_back(run, pending, bar):
     """Bring the pending step losses to the host (averaged over processes), stop at the first that is not finite."""
-    if pending:
-        values = torch.stack([loss for _, loss in pending])
-        if run.world_size > 1:
-            dist.all_reduce(values)
-            values /= run.world_size
-        for (step, _), value in zip(pending, values.tolist()):
-            if not math.isfinite(value):
-                raise diverged(run, f"the loss is {value} at step {step}")
-        bar.set_postfix(loss=f"{values[-1]:.4f}")
-        pending.clear()
+    if not pending:
+        return
+    values = torch.stack([loss for _, loss in pending])
+    if run.world_size > 1:
+        dist.all_reduce(values)
+        values /= run.world_size
+    for (step, _), value in zip(pending, values.tolist()):
+        if not math.isfinite(value):
+            raise diverged(run, f"the loss is {value} at step {step}")
+    bar.set_postfix(loss=f"{values[-1]:.4f}")
+    pending.clear()
 
 
 def diverged(run, what):

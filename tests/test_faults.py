@@ -108,9 +108,10 @@ def test_ctrl_c_while_scoring_the_val_split_keeps_every_step(tmp_path, text_file
     args = tiny_args('gpt', tmp_path, text_file, max_iters=20)
     full_loss = gpt.full_loss
 
-    def interrupted(*args, **kwargs):
+    def interrupted(*args, **kwargs):  # Ctrl-C as the scoring starts
         monkeypatch.setattr(gpt, 'full_loss', full_loss)
-        raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGINT)
+        return full_loss(*args, **kwargs)
 
     monkeypatch.setattr(gpt, 'full_loss', interrupted)
     assert gpt.run_command_line(args) == 130
