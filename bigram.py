@@ -790,6 +790,7 @@ def main(config, overridden=()):
         else:
             result = score_text(run) if run.config['eval_only'] else train(run)
     if run.distributed:  # on every way out but an error, which ends the job anyway
+        dist.barrier()  # together: a rank tearing down while rank 0 still scores and samples aborted (1 run in 27)
         dist.destroy_process_group()
     return result
 
