@@ -96,11 +96,9 @@ prompt = '\n'              # text the samples continue; 'FILE:path' reads it fro
 DEFAULTS = {name: value for name, value in globals().items()
             if not name.startswith('_') and isinstance(value, (bool, int, float, str, type(None)))}
 
-
 # ======================================================================================= gpt.py's own part
 MODEL_KEYS = ('block_size', 'n_layer', 'n_head', 'n_embd', 'rope')  # the checkpoint fixes these when resuming
 VOCAB_AXES = {'token_embedding.weight': (0,), 'lm_head.weight': (0,), 'lm_head.bias': (0,)}  # one row per character
-
 
 class CausalSelfAttention(nn.Module):
     """All heads in one batched computation: one Linear makes q, k, v; flash attention does the masked softmax."""
@@ -125,7 +123,6 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # the heads side by side again
         return self.resid_dropout(self.proj(y))
 
-
 def attention(q, k, v, causal, dropout_p):
     """softmax(q k^T / sqrt(hs)) v by flash attention, each position attending to itself and the past.
     On a CPU it stays in float32 under autocast: torch's CPU kernel is about 5x slower in bfloat16."""
@@ -134,14 +131,12 @@ def attention(q, k, v, causal, dropout_p):
             return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=causal, dropout_p=dropout_p)
     return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout_p)
 
-
 def rotate(x, rotation):
     """Rotary position embedding: turn each pair of channels of x (B, nh, T, hs) by its position's angles,
     so that q . k depends on how far apart two positions are, not where they are."""
     cos, sin = rotation  # (T, hs/2) each
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-
 
 class KVCache:
     """The keys and values one attention layer has computed so far, so each new token costs one token's work."""
@@ -161,7 +156,6 @@ class KVCache:
         self.length = end
         return self.k[:, :, :end], self.v[:, :, :end]
 
-
 class FeedForward(nn.Module):
     def __init__(self, n_embd, dropout):
         super().__init__()
@@ -169,7 +163,6 @@ class FeedForward(nn.Module):
 
     def forward(self, x):
         return self.net(x)
-
 
 class Block(nn.Module):
     """Communication (attention) then computation (feed-forward), each a residual branch after a LayerNorm."""
@@ -184,7 +177,6 @@ class Block(nn.Module):
     def forward(self, x, rotation=None, cache=None):
         x = x + self.attn(self.ln1(x), rotation, cache)
         return x + self.ffwd(self.ln2(x))
-
 
 class GPT(nn.Module):
     def __init__(self, vocab_size, block_size, n_layer, n_head, n_embd, dropout, rope):
@@ -246,7 +238,6 @@ class GPT(nn.Module):
                 on_token(idx[:, -1])
         return idx
 
-
 def check_model_config(config):
     """The GPT's own settings (the engine checks the rest)."""
     for name in ('n_layer', 'n_head', 'n_embd'):
@@ -257,21 +248,17 @@ def check_model_config(config):
     require(not config['rope'] or config['n_embd'] // config['n_head'] % 2 == 0,
             f"rope needs an even head size, n_embd / n_head = {config['n_embd'] // config['n_head']}")
 
-
 def create_model(config, vocab_size):
     return GPT(vocab_size, config['block_size'], config['n_layer'], config['n_head'], config['n_embd'], config['dropout'],
                config['rope'])
-
 
 def shortest_split(config):
     """The fewest characters a train or val split may hold: one block_size window and the character after it."""
     return config['block_size'] + 1
 
-
 def full_val_windows(config):
     """Consecutive non-overlapping block_size windows: the same per-position averaging as the estimates."""
     return config['block_size'], 0
-
 
 # ======================================================================================== the engine
 # Word for word the same in bigram.py, mlp.py and gpt.py (tests/test_engine_drift.py keeps it so): settings,
@@ -283,9 +270,7 @@ class UsageError(Exception):
     """A problem with what the person asked for: reported as one line on stderr, exit code 2."""
     exit_code = 2
 
-
 TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string'}
-
 
 def parse_overrides(args, defaults):
     """Apply config files and --name=value arguments, in order, to the defaults; returns the config and the names
@@ -306,7 +291,6 @@ def parse_overrides(args, defaults):
             config[name] = typed(name, value, defaults, where)
             overridden.append(name)
     return config, overridden
-
 
 def read_config_file(path):
     """The `name = value` lines of a config file, read as data: nothing in it runs."""
@@ -329,7 +313,6 @@ def read_config_file(path):
                              f"(number, string, True, False or None), not `{ast.unparse(statement.value)[:60]}`") from None
     return settings
 
-
 def typed(name, value, defaults, where):
     """value as the type of the default for name (an int is fine for a float; None defaults take an int)."""
     if name not in defaults:
@@ -343,11 +326,9 @@ def typed(name, value, defaults, where):
             f"{where}{name} must be {TYPE_NAMES[expected]}{' or none' if default is None else ''}, got {value!r}")
     return value
 
-
 def require(ok, message):
     if not ok:
         raise UsageError(message)
-
 
 def check_config(config):
     """Refuse settings that cannot work, naming the key; the model's own settings are checked above."""
@@ -364,12 +345,10 @@ def check_config(config):
         require(config[name] in allowed.split(), f"{name} must be {' or '.join(allowed.split())}, got '{config[name]}'")
     check_model_config(config)
 
-
 # ---- data
 DATA_URL = 'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'
 DATA_BYTES, DATA_MD5 = 1115394, '6fb458f1232090904fb40fe944165e91'
 READ_BYTES = 1 << 18  # the text is read, decoded and encoded 256 KiB at a time: never whole
-
 
 def read_text(path):
     """The text to learn, in pieces of whole characters, so that a large text never exists whole as a str."""
@@ -395,13 +374,11 @@ def read_text(path):
                          f"is {e.object[e.start]:#04x})") from None
     require(start, f"input_path {path} is empty")
 
-
 def available_memory():
     """Bytes of memory available now (Linux's MemAvailable), or None where that is not known."""
     with contextlib.suppress(OSError, StopIteration, ValueError), open('/proc/meminfo') as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith('MemAvailable:'))
     return None
-
 
 def download_shakespeare(path):
     """Fetch tiny shakespeare over HTTPS, check its size and md5, and only then write it."""
@@ -417,7 +394,6 @@ def download_shakespeare(path):
                          f"md5 {hashlib.md5(data).hexdigest()}): nothing was written")
     write_atomic(path, lambda f: f.write(data))
 
-
 def vocabulary(pieces):
     """The characters of a text given in pieces, sorted as ''.join(sorted(set(text))) sorts them, and its length."""
     seen, length = np.zeros(sys.maxunicode + 1, dtype=bool), 0
@@ -426,11 +402,9 @@ def vocabulary(pieces):
         length += len(piece)
     return ''.join(map(chr, np.flatnonzero(seen))), length
 
-
 def code_points(text):
     """The code points of text as uint32; a lone surrogate (from a command line) passes, to be reported unknown."""
     return np.frombuffer(text.encode('utf-32-le', errors='surrogatepass'), dtype=np.uint32)
-
 
 def encode(text, chars, what, length=None):
     """Character ids of text (a str, or pieces of one with `length` characters in all) in the smallest integer type
@@ -451,10 +425,8 @@ def encode(text, chars, what, length=None):
     require(start == length, f"{what} shrank while it was read")
     return torch.from_numpy(ids)
 
-
 def decode(ids, chars):
     return ''.join(chars[i] for i in ids)
-
 
 def split_data(data, shortest):
     """First 90% to train on, last 10% to validate on; each must hold `shortest` characters (shortest_split)."""
@@ -464,7 +436,6 @@ def split_data(data, shortest):
         require(len(split) >= shortest, f"the {name} split has {len(split)} characters, fewer than the {shortest} "
                 f"{SCRIPT} needs: use a longer text" + (" or a smaller --block_size" if shortest > 2 else ""))
     return splits
-
 
 def load_data(config, checkpoint, device):
     """The vocabulary (the text's characters and the checkpoint's, if any) and the train and val splits, on the
@@ -485,14 +456,12 @@ def load_data(config, checkpoint, device):
         f"train {len(splits['train']):,}, val {len(splits['val']):,}")
     return chars, {name: split.to(device) for name, split in splits.items()}
 
-
 def get_batch(data, batch_size, block_size, generator):
     """batch_size random windows of data: inputs x and next characters y, both (B, T) and int64."""
     block_size = min(block_size, len(data) - 1)  # a split shorter than a window, where the model allows it
     starts = torch.randint(len(data) - block_size, (batch_size, 1), generator=generator, device=data.device)
     windows = data[starts + torch.arange(block_size + 1, device=data.device)].long()  # (B, T+1)
     return windows[:, :-1], windows[:, 1:]
-
 
 # ---- evaluation
 @torch.no_grad()
@@ -512,7 +481,6 @@ def estimate_loss(model, splits, config, autocast, stop_requested=()):
         losses[f"{name}_loss"] = total.item() / config['eval_iters']
     model.train()
     return losses
-
 
 @torch.no_grad()
 def full_loss(model, data, window, overlap, batch_size, autocast, stop_requested=()):
@@ -535,7 +503,6 @@ def full_loss(model, data, window, overlap, batch_size, autocast, stop_requested
             total += model(x.to(device), y.to(device))[1].item() * (y != -1).sum().item()
     model.train()
     return total / n
-
 
 def score_text(run):
     """eval_only: the checkpoint's model scores input_path (all of it, or its val split), every character after the
@@ -565,7 +532,6 @@ def score_text(run):
         f"outside the vocabulary left out" if unknown else "") + f"; wrote {path}")
     return figures
 
-
 # ---- sampling
 def sample_next(logits, temperature, top_k, generator):
     """The next character ids (B, 1) from the last position's logits (B, vocab); temperature 0 is greedy."""
@@ -577,9 +543,7 @@ def sample_next(logits, temperature, top_k, generator):
         logits = logits.masked_fill(logits < kth_best, -float('inf'))
     return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
 
-
 SAMPLING_KEYS = ('seed', 'device', 'dtype', 'num_samples', 'max_new_tokens', 'temperature', 'top_k', 'prompt')
-
 
 def prompt_ids(config, chars):
     """The prompt as character ids, checked before any training. A text without a newline cannot continue the
@@ -596,7 +560,6 @@ def prompt_ids(config, chars):
             raise UsageError(f"cannot read the prompt file {text[5:]}: {getattr(e, 'strerror', None) or e}") from None
     require(text, "the prompt is empty: give at least one character (the default is a newline)")
     return encode(text, chars, 'the prompt')
-
 
 def write_samples(run, step, losses):
     """Write num_samples continuations of the prompt to out_dir/samples_<settings hash>.txt, under a header that
@@ -630,16 +593,13 @@ def write_samples(run, step, losses):
     write_atomic(path, lambda f: f.write(('\n'.join(lines) + '\n').encode()))
     return path
 
-
 # ---- files
 SCRIPT = os.path.basename(__file__)
-
 
 def log(message):
     """Print on rank 0 only (the other processes of a torchrun job stay quiet), above any progress bar."""
     if os.environ.get('RANK', '0') == '0':
         tqdm.write(message)
-
 
 def write_atomic(path, write):
     """write(f) into a temporary file beside path, then rename it over path: readers see the old file or the new."""
@@ -654,7 +614,6 @@ def write_atomic(path, write):
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
-
 
 def claim_out_dir(config):
     """Lock out_dir for this run (the OS drops the lock when the process ends, so a crash never leaves it held). A fresh
@@ -684,7 +643,6 @@ def claim_out_dir(config):
         raise UsageError(f"cannot write to out_dir {out_dir}: {e.strerror}") from None
     return lock
 
-
 def save_checkpoint(run, step, losses):
     """Everything needed to continue or to sample, as tensors and plain values so weights_only loading works."""
     checkpoint = {
@@ -696,7 +654,6 @@ def save_checkpoint(run, step, losses):
     }
     write_atomic(run.ckpt_path, lambda f: torch.save(checkpoint, f))
     run.saved_step = step
-
 
 def load_checkpoint(path):
     """A checkpoint of this script, loaded on the CPU with weights_only=True: tensors and plain values, never code."""
@@ -712,7 +669,6 @@ def load_checkpoint(path):
         raise UsageError(f"{path} is not a checkpoint of {SCRIPT}")
     return checkpoint
 
-
 def start_metrics(path, start_step):
     """metrics.jsonl keeps the evaluations before start_step; a resumed run logs the rest again."""
     kept = []
@@ -720,7 +676,6 @@ def start_metrics(path, start_step):
         with open(path) as f:
             kept = [line for line in f if json.loads(line)['step'] < start_step]
     write_atomic(path, lambda f: f.write(''.join(kept).encode()))
-
 
 # ---- the run: its config, device, data, model and optimizer
 class Run:
@@ -803,7 +758,6 @@ class Run:
         log(f"{SCRIPT}: {self.params:,} parameters ({self.params / 1e6:.2f}M), device {self.device}, dtype "
             f"{str(self.dtype)[6:]}" + (f", {self.world_size} processes" if self.distributed else ""))
 
-
 def placed_by_character(model, checkpoint, chars):
     """The checkpoint's weights as a state dict for model, whose vocabulary `chars` holds the checkpoint's characters
     (and, after init_from, maybe more), placed by character, never by index: the rows (and columns) on the VOCAB_AXES
@@ -814,7 +768,6 @@ def placed_by_character(model, checkpoint, chars):
         index = [torch.tensor(places + list(range(len(chars), weights.size(axis))), device=weights.device) for axis in axes]
         weights[torch.meshgrid(*index, indexing='ij')] = checkpoint['model'][name].to(weights.device)
     return placed
-
 
 def merge_checkpoint_config(config, overridden, checkpoint, starting):
     """The checkpoint's config with this command's overrides on top (sampling takes only its sampling settings, saying
@@ -838,7 +791,6 @@ def merge_checkpoint_config(config, overridden, checkpoint, starting):
         merged[name] = config[name]
     return merged, overridden
 
-
 def check_resume(config, overridden, checkpoint):
     """Refuse a max_iters the checkpoint has passed; say when a schedule override cannot change the steps left."""
     step, trained = checkpoint['step'], checkpoint['config']
@@ -851,7 +803,6 @@ def check_resume(config, overridden, checkpoint):
             log(f"note: {name}={config[name]!r} changes nothing: steps {step} to {config['max_iters']} have the same "
                 f"learning rate with the checkpoint's {trained[name]!r} (lr warmup to {config['warmup_iters']}, "
                 f"min_lr from {config['lr_decay_iters']})")
-
 
 def pick_device(name, local_rank):
     """'auto' takes CUDA, then Apple MPS, then the CPU; under torchrun each process takes GPU LOCAL_RANK."""
@@ -871,7 +822,6 @@ def pick_device(name, local_rank):
                 f"device '{device}' asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
     return device
 
-
 def pick_dtype(name, device):
     """'auto': bfloat16 on a GPU that has it natively, from compute capability 8.0 (Ampere) on; float16 with a
     gradient scaler on older ones (V100, T4), where torch emulates bfloat16 slowly; bfloat16 on a CPU with
@@ -883,7 +833,6 @@ def pick_dtype(name, device):
         name = 'bfloat16' if device.type == 'cpu' and has_amx() else 'float32'
     return getattr(torch, name)
 
-
 def make_optimizer(model, config, device):
     """AdamW with weight decay on the weight matrices of Linear layers only: not on biases, LayerNorms, embeddings."""
     matrices = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
@@ -891,7 +840,6 @@ def make_optimizer(model, config, device):
               {'params': [p for p in model.parameters() if id(p) not in matrices], 'weight_decay': 0.0}]
     return torch.optim.AdamW([g for g in groups if g['params']], lr=config['learning_rate'],
                              betas=(config['beta1'], config['beta2']), fused=device.type in ('cuda', 'cpu'))
-
 
 def compiled(run):
     """torch.compile, tried on one step up front so a failure falls back to eager in one line."""
@@ -911,12 +859,10 @@ def compiled(run):
     log(f"compiled the model in {time.perf_counter() - started:.1f} s")
     return compiled_model
 
-
 # ---- training
 class TrainingError(Exception):
     """The run cannot go on (a NaN loss): reported as one line on stderr, exit code 1."""
     exit_code = 1
-
 
 def main(config, overridden=()):
     """Train as config says (or resume, or start from another run's weights, or only sample, or only score).
@@ -932,7 +878,6 @@ def main(config, overridden=()):
         dist.barrier()  # together: a rank tearing down while rank 0 still scores and samples aborted (1 run in 27)
         dist.destroy_process_group()
     return result
-
 
 def train(run):
     """The training loop: evaluate every eval_interval steps and at the end, checkpoint when val improves."""
@@ -1016,7 +961,6 @@ def train(run):
     log(f"wrote {samples_path}, {summary_path}, {run.metrics_path}, {run.ckpt_path}")
     return summary
 
-
 def settle_budget(run):
     """Before the first step, set max_iters = lr_decay_iters so that steps and evaluations fill time_budget, timing a
     few steps on the run's state (put back afterwards: the run stays exact) and one estimate."""
@@ -1048,14 +992,12 @@ def settle_budget(run):
         f"fit {steps:,} steps. The same run without the budget: "
         f"{this_command(time_budget=0, max_iters=steps, lr_decay_iters=steps)}")
 
-
 def bits_per_character_and_byte(loss, data, chars):
     """The loss in bits per character, and per UTF-8 byte of the characters it scores (all but the first)."""
     byte_counts = torch.tensor([len(c.encode()) for c in chars], dtype=torch.float64)
     counts = sum(torch.bincount(part.long().cpu(), minlength=len(chars)) for part in data[1:].split(1 << 24))
     bits = loss * (len(data) - 1) / math.log(2)
     return {'val_bpc': loss / math.log(2), 'val_bpb': bits / (counts * byte_counts).sum().item()}
-
 
 def train_step(run, step):
     """One optimizer step over the global batch. Every process draws the whole batch from the same generator
@@ -1085,7 +1027,6 @@ def train_step(run, step):
     run.optimizer.zero_grad(set_to_none=True)
     return step_loss
 
-
 def learning_rate_at(step, config):
     """Linear warmup to learning_rate, cosine decay to min_lr at lr_decay_iters, min_lr after."""
     if step < config['warmup_iters']:
@@ -1094,7 +1035,6 @@ def learning_rate_at(step, config):
         return config['min_lr']
     progress = (step - config['warmup_iters']) / (config['lr_decay_iters'] - config['warmup_iters'])
     return config['min_lr'] + 0.5 * (1 + math.cos(math.pi * progress)) * (config['learning_rate'] - config['min_lr'])
-
 
 def read_back(run, pending, bar):
     """Bring the pending step losses to the host (averaged over processes), stop at the first that is not finite."""
@@ -1110,7 +1050,6 @@ def read_back(run, pending, bar):
     bar.set_postfix(loss=f"{values[-1]:.4f}")
     pending.clear()
 
-
 def diverged(run, what):
     """The error for a loss that is not finite: which checkpoint holds good weights, if any, and what to change."""
     kept = ("rank 0 says which checkpoint holds good weights" if run.rank != 0 else  # rank 0 alone writes checkpoints
@@ -1119,19 +1058,16 @@ def diverged(run, what):
     advice = f"a --learning_rate below {run.config['learning_rate']:g}" + ("" if run.config['grad_clip'] else " or --grad_clip=1")
     return TrainingError(f"{what}: stopping; {kept}. Try {advice}")
 
-
 def stopped(run, step, losses):
     """Ctrl-C: checkpoint at step, and the command that continues from it (this_command says how it is written)."""
     save_checkpoint(run, step, losses)
     return KeyboardInterrupt(f"saved {run.ckpt_path} at step {step}; continue with: "
                              f"{this_command(resume='true', init_from=None)}")
 
-
 def this_command(**changes):
     """The command that started this process with `changes` (None drops a setting), quoted to be pasted back."""
     kept = [arg for arg in sys.argv[1:] if arg.partition('=')[0][2:] not in changes]
     return 'python ' + shlex.join([sys.argv[0], *kept, *(f"--{k}={v}" for k, v in changes.items() if v is not None)])
-
 
 @contextlib.contextmanager
 def stop_requests():
@@ -1150,7 +1086,6 @@ def stop_requests():
     finally:
         signal.signal(signal.SIGINT, previous)
 
-
 def warn_if_slow(device, flops):
     """Say at once when a run is sized for a GPU but started on a CPU."""
     if device.type == 'cpu' and flops > 1e14:
@@ -1159,7 +1094,6 @@ def warn_if_slow(device, flops):
                 else "fewer steps or a smaller model")
         log(f"note: these settings are sized for a GPU and this is a CPU (about {flops:.1e} FLOPs: many hours). "
             f"For a run of a few minutes: {hint}")
-
 
 # ---- command line
 def run_command_line(args):
@@ -1186,8 +1120,6 @@ def run_command_line(args):
         return 130
     return 0
 # ==================================================================================== end of the engine
-
-
 
 if __name__ == '__main__':
     sys.exit(run_command_line(sys.argv[1:]))
