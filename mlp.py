@@ -372,9 +372,8 @@ def estimate_loss(model, splits, config, autocast, stop_requested=()):
 
 @torch.no_grad()
 def full_loss(model, data, window, overlap, batch_size, autocast, stop_requested=()):
-    """Mean loss over data with every character after the first predicted exactly once, in windows of `window`
-    characters every `window - overlap`: in all but the first, the first `overlap` positions are context only (the
-    window before scored them). One batch of windows and logits exists at a time; a stop request cuts it short."""
+    """Mean loss over data with every character after the first predicted once, in windows of `window` characters
+    every `window - overlap`; in all but the first window, the first `overlap` positions are context only."""
     model.eval()
     n = len(data) - 1  # characters to predict
     starts = torch.arange(0, n - overlap, window - overlap, device=data.device)
@@ -392,6 +391,15 @@ def full_loss(model, data, window, overlap, batch_size, autocast, stop_requested
     model.train()
     return total / n
 
+def score(run, data, stop_requested=()):
+    """full_loss of data in nats, and in bits per character and per UTF-8 byte of the characters it scores."""
+    window, overlap = full_val_windows(run.config)
+    loss = full_loss(run.model, data, window, overlap, run.config['batch_size'], run.autocast, stop_requested)
+    byte_counts = torch.tensor([len(c.encode()) for c in run.chars], dtype=torch.float64)
+    counts = sum(torch.bincount(part.long().cpu(), minlength=len(run.chars)) for part in data[1:].split(1 << 24))
+    bits = loss * (len(data) - 1) / math.log(2)
+    return {'val_loss_full': loss, 'val_bpc': loss / math.log(2), 'val_bpb': bits / (counts * byte_counts).sum().item()}
+
 def score_text(run):
     """eval_only: the checkpoint's model scores input_path (all of it, or its val split), every character after the
     first predicted once, as for val_loss_full; one line on stdout, the figures in out_dir/eval.json."""
@@ -404,11 +412,10 @@ def score_text(run):
     require(not unknown or config['unknown'] == 'skip', f"{config['input_path']} has characters that are not in the "
             f"checkpoint's vocabulary: {' '.join(map(repr, unknown))} (--unknown=skip leaves them out and scores the rest)")
     scored = text.translate(dict.fromkeys(map(ord, unknown)))  # the model reads on as if they were not there
-    window, overlap = full_val_windows(config)
-    require(len(scored) >= overlap + 2, f"{config['input_path']} has {len(scored)} characters: too few to score")
+    require(len(scored) >= full_val_windows(config)[1] + 2,
+            f"{config['input_path']} has {len(scored)} characters: too few to score")
     data = encode(scored, run.chars, 'the text')  # on the host: only a batch at a time goes to the device
-    loss = full_loss(run.model, data, window, overlap, config['batch_size'], run.autocast)
-    bpc, bpb = bits_per_character_and_byte(loss, data, run.chars).values()
+    loss, bpc, bpb = score(run, data).values()
     figures = {'script': SCRIPT, 'checkpoint': run.source, 'step': run.checkpoint['step'], 'input_path': config['input_path'],
                'sha256': checksum, 'eval_split': config['eval_split'], 'loss': loss, 'bpc': bpc, 'bpb': bpb,
                'perplexity': math.exp(loss), 'characters': len(data) - 1, 'unknown': len(text) - len(scored),
@@ -825,22 +832,18 @@ def train(run):
                 raise stopped(run, step + 1, losses)
         bar.close()
         if run.rank == 0:  # scoring a large val split takes minutes: a stop keeps the steps all the same
-            losses['val_loss_full'] = full_loss(run.model, run.splits['val'], *full_val_windows(config),
-                                                config['batch_size'], run.autocast, stop_requested)
+            losses.update(score(run, run.splits['val'], stop_requested))
             if stop_requested:
                 raise stopped(run, config['max_iters'], losses)
     if run.rank != 0:
         return None
-
-    losses.update(bits_per_character_and_byte(losses['val_loss_full'], run.splits['val'], run.chars))
     save_checkpoint(run, config['max_iters'], losses)
     samples_path = write_samples(run, config['max_iters'], losses)
     summary = {'script': SCRIPT, 'config': config, 'iters': config['max_iters'], **losses,
                'best_val_loss': run.best_val_loss, 'train_seconds': run.step_seconds + run.eval_seconds,
                'eval_seconds': run.eval_seconds, 'tokens': run.tokens, 'tokens_per_second': tokens_per_second,
-               'device': str(run.device), 'dtype': str(run.dtype)[6:],
-               'processes': run.world_size, 'params': run.params, 'torch': torch.__version__,
-               'samples_path': samples_path, 'checkpoint': run.ckpt_path}
+               'device': str(run.device), 'dtype': str(run.dtype)[6:], 'processes': run.world_size,
+               'params': run.params, 'torch': torch.__version__, 'samples_path': samples_path, 'checkpoint': run.ckpt_path}
     summary_path = os.path.join(config['out_dir'], 'summary.json')
     write_atomic(summary_path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
     per_byte = f", {losses['val_bpb']:.4f} per UTF-8 byte" if f"{losses['val_bpb']:.4f}" != f"{losses['val_bpc']:.4f}" else ""
@@ -854,13 +857,12 @@ def settle_budget(run):
     few steps on the run's state (put back afterwards: the run stays exact) and one estimate."""
     config, keepers = run.config, (run.model, run.optimizer, run.scaler)
     saved, batches = copy.deepcopy([keeper.state_dict() for keeper in keepers]), run.generator.get_state()
-    for step in range(3):  # the first steps pay for allocations and kernel choices: not timed
-        train_step(run, step).item()
-    started, timed = time.perf_counter(), 0
-    while timed < 5 or time.perf_counter() - started < min(3.0, 0.02 * config['time_budget']):
-        train_step(run, 3 + timed).item()
-        timed += 1
-    step_seconds = (time.perf_counter() - started) / timed
+    seconds = []  # of each step; the first 3 pay for allocations and kernel choices: not counted
+    while len(seconds) < 8 or sum(seconds[3:]) < min(3.0, 0.02 * config['time_budget']):
+        started = time.perf_counter()
+        train_step(run, len(seconds)).item()
+        seconds.append(time.perf_counter() - started)
+    step_seconds = sum(seconds[3:]) / len(seconds[3:])
     for keeper, state in zip(keepers, saved):
         keeper.load_state_dict(state)
     run.generator.set_state(batches)
@@ -879,13 +881,6 @@ def settle_budget(run):
     log(f"time budget {config['time_budget']:g} s: {1000 * step_seconds:.1f} ms a step and {eval_seconds:.2f} s an estimate "
         f"fit {steps:,} steps. The same run without the budget: "
         f"{this_command(time_budget=0, max_iters=steps, lr_decay_iters=steps)}")
-
-def bits_per_character_and_byte(loss, data, chars):
-    """The loss in bits per character, and per UTF-8 byte of the characters it scores (all but the first)."""
-    byte_counts = torch.tensor([len(c.encode()) for c in chars], dtype=torch.float64)
-    counts = sum(torch.bincount(part.long().cpu(), minlength=len(chars)) for part in data[1:].split(1 << 24))
-    bits = loss * (len(data) - 1) / math.log(2)
-    return {'val_bpc': loss / math.log(2), 'val_bpb': bits / (counts * byte_counts).sum().item()}
 
 def train_step(run, step):
     """One optimizer step over the global batch. Every process draws the whole batch from the same generator
