@@ -401,8 +401,7 @@ def score(run, data, stop_requested=()):
     return {'val_loss_full': loss, 'val_bpc': loss / math.log(2), 'val_bpb': bits / (counts * byte_counts).sum().item()}
 
 def score_text(run):
-    """eval_only: the checkpoint's model scores input_path (all of it, or its val split), every character after the
-    first predicted once, as for val_loss_full; one line on stdout, the figures in out_dir/eval.json."""
+    """eval_only: the checkpoint's model scores input_path (or its val split) as val_loss_full is scored: eval.json."""
     config = run.config
     text = ''.join(read_text(config['input_path']))
     checksum = hashlib.sha256(text.encode()).hexdigest()
@@ -760,8 +759,7 @@ class TrainingError(Exception):
     exit_code = 1
 
 def main(config, overridden=()):
-    """Train as config says (or resume, or start from another run's weights, or only sample, or only score).
-    Returns the summary of a training run, or eval_only's figures."""
+    """Train (or resume, or only sample, or only score) as config says; returns the summary, or eval_only's figures."""
     run = Run(dict(config), overridden)
     result = None
     with run.lock or contextlib.nullcontext():  # closing the lock file releases out_dir
@@ -954,8 +952,7 @@ def this_command(**changes):
 
 @contextlib.contextmanager
 def stop_requests():
-    """A list that the first Ctrl-C appends to, so the loop stops after the current step or evaluation batch and
-    checkpoints; the second Ctrl-C stops at once (the last checkpoint stays intact: writes are atomic)."""
+    """A list the first Ctrl-C appends to: the loop stops after this step or evaluation batch; a second stops now."""
     requested = []
 
     def handler(signum, frame):
