@@ -158,7 +158,8 @@ class UsageError(Exception):
     """A problem with what the person asked for: reported as one line on stderr, exit code 2."""
     exit_code = 2
 
-TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string'}
+TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string',
+              type(None): 'an integer or none'}  # a None default (top_k) takes an integer
 
 def parse_overrides(args, defaults):
     """The defaults with config files and --name=value arguments applied in order: (config, the names they set)."""
@@ -180,11 +181,10 @@ def parse_overrides(args, defaults):
                 raise UsageError(f"{where}unknown hyperparameter '{name}'"
                                  + (f" (did you mean {close[0]}?)" if close else ""))
             default = defaults[name]
-            expected = int if default is None else type(default)  # a None default (top_k) takes an int, or none
-            if expected is float and type(value) is int:
+            if isinstance(default, float) and type(value) is int:
                 value = float(value)
-            require(type(value) is expected or (default is None and value is None), f"{where}{name} must be "
-                    f"{TYPE_NAMES[expected]}{' or none' if default is None else ''}, got {value!r}")
+            require(type(value) is type(default) or (default is None and type(value) is int),
+                    f"{where}{name} must be {TYPE_NAMES[type(default)]}, got {value!r}")
             config[name] = value
             overridden.append(name)
     return config, overridden
@@ -212,7 +212,6 @@ def require(ok, message):
         raise UsageError(message)
 
 def check_config(config):
-    """Refuse settings that cannot work, naming the key; the model's own settings are checked above."""
     for name in ('batch_size', 'block_size', 'max_iters', 'learning_rate', 'eval_interval', 'eval_iters',
                  'log_interval', 'num_samples', 'gradient_accumulation_steps'):
         require(config[name] > 0, f"{name} must be positive, got {config[name]}")
@@ -262,7 +261,6 @@ def available_memory():
     return None
 
 def download_shakespeare(path):
-    """Fetch tiny shakespeare over HTTPS, check its size and md5, and only then write it."""
     log(f"{path} is missing: downloading tiny shakespeare from {DATA_URL}")
     try:
         with urllib.request.urlopen(DATA_URL, timeout=60) as response:
@@ -279,7 +277,7 @@ def code_points(text):
     return np.frombuffer(text.encode('utf-32-le', errors='surrogatepass'), dtype=np.uint32)
 
 def encode(text, chars, what, length=None):
-    """Ids of text (a str, or pieces of `length` characters in all) as uint8 up to 256 characters: widened per batch."""
+    """Ids of text (a str, or pieces of `length` characters in all), in the smallest integer type that holds chars."""
     pieces, length = ([text], len(text)) if length is None else (text, length)
     dtype = np.uint8 if len(chars) <= 256 else np.int16 if len(chars) <= 1 << 15 else np.int32
     lookup = np.full(sys.maxunicode + 1, -1, dtype=np.int32)  # -1: not in the vocabulary
@@ -300,7 +298,6 @@ def decode(ids, chars):
     return ''.join(chars[i] for i in ids)
 
 def split_data(data, shortest):
-    """First 90% to train on, last 10% to validate on; each must hold `shortest` characters (shortest_split)."""
     n = int(0.9 * len(data))
     splits = {'train': data[:n], 'val': data[n:]}
     for name, split in splits.items():
@@ -309,7 +306,7 @@ def split_data(data, shortest):
     return splits
 
 def load_data(config, checkpoint, device):
-    """The vocabulary (the text's and the checkpoint's characters) and the splits, on the device: no copy per batch."""
+    """The vocabulary (the text's and the checkpoint's characters), and the splits on the device: batches cut there."""
     path = config['input_path']
     seen, length = np.zeros(sys.maxunicode + 1, dtype=bool), 0  # which code points the text holds, and how many
     for piece in read_text(path):  # the first read: chars = sorted(set(text)), without the text ever whole
@@ -433,7 +430,7 @@ def prompt_ids(config, chars):
     return encode(text, chars, 'the prompt')
 
 def write_samples(run, step, losses):
-    """num_samples continuations of the prompt, under a header of the settings, to out_dir/samples_<their hash>.txt."""
+    """Write num_samples continuations of the prompt, under a header of the settings, to samples_<their hash>.txt."""
     config, sample_only = run.config, run.config['sample_only']
     generator = torch.Generator(run.device).manual_seed(config['seed'])
     watch = sample_only and sys.stdout.isatty()  # a person sees the first sample being written
