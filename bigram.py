@@ -137,11 +137,11 @@ class UsageError(Exception):
     """A problem with what the person asked for: reported as one line on stderr, exit code 2."""
     exit_code = 2
 
-TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string'}
+TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string',
+              type(None): 'an integer or none'}  # a None default (top_k) takes an integer
 
 def parse_overrides(args, defaults):
-    """Apply config files and --name=value arguments, in order, to the defaults; returns the config and the names
-    set. Values take the type of the default: --learning_rate=1 is 1.0, --resume=true is True, --top_k=none is None."""
+    """The defaults with config files and --name=value arguments applied in order: (config, the names they set)."""
     config, overridden = dict(defaults), []
     for arg in args:
         if arg.startswith('--'):
@@ -149,13 +149,22 @@ def parse_overrides(args, defaults):
             require(has_value, f"{arg}: expected --name=value")
             if not isinstance(defaults.get(name), str):  # a Python literal, or true/false/none in any case
                 words = {'true': True, 'false': False, 'none': None}
-                with contextlib.suppress(ValueError, SyntaxError):  # else left as text, for typed() to refuse
+                with contextlib.suppress(ValueError, SyntaxError):  # else left as text, for the type check to refuse
                     value = words[value.lower()] if value.lower() in words else ast.literal_eval(value)
             settings, where = [(name, value)], ''
         else:
             settings, where = read_config_file(arg), f"{arg}: "
         for name, value in settings:
-            config[name] = typed(name, value, defaults, where)
+            if name not in defaults:
+                close = difflib.get_close_matches(name, defaults, n=1)
+                raise UsageError(f"{where}unknown hyperparameter '{name}'"
+                                 + (f" (did you mean {close[0]}?)" if close else ""))
+            default = defaults[name]
+            if isinstance(default, float) and type(value) is int:
+                value = float(value)
+            require(type(value) is type(default) or (default is None and type(value) is int),
+                    f"{where}{name} must be {TYPE_NAMES[type(default)]}, got {value!r}")
+            config[name] = value
             overridden.append(name)
     return config, overridden
 
@@ -164,41 +173,24 @@ def read_config_file(path):
     try:
         with open(path, encoding='utf-8') as f:
             tree = ast.parse(f.read(), filename=path)
-    except OSError as e:
-        raise UsageError(f"cannot read config file {path}: {e.strerror}") from None
-    except (SyntaxError, ValueError) as e:
-        raise UsageError(f"config file {path} is not valid Python: {e}") from None
+    except (OSError, SyntaxError, ValueError) as e:  # missing, a directory, not Python, not UTF-8
+        raise UsageError(f"cannot read config file {path}: {getattr(e, 'strerror', None) or e}") from None
     settings = []
     for statement in tree.body:
         target = statement.targets[0] if isinstance(statement, ast.Assign) and len(statement.targets) == 1 else None
-        if not isinstance(target, ast.Name):
-            raise UsageError(f"{path} line {statement.lineno}: expected `name = value`, found `{ast.unparse(statement)[:60]}`")
-        try:
-            settings.append((target.id, ast.literal_eval(statement.value)))
-        except ValueError:
-            raise UsageError(f"{path} line {statement.lineno}: {target.id} must be a plain value "
-                             f"(number, string, True, False or None), not `{ast.unparse(statement.value)[:60]}`") from None
+        with contextlib.suppress(ValueError):  # literal_eval refuses expressions, calls and names
+            if isinstance(target, ast.Name):
+                settings.append((target.id, ast.literal_eval(statement.value)))
+                continue
+        raise UsageError(f"{path} line {statement.lineno}: expected `name = value` with a plain value (a number, "
+                         f"string, True, False or None), found `{ast.unparse(statement)[:60]}`")
     return settings
-
-def typed(name, value, defaults, where):
-    """value as the type of the default for name (an int is fine for a float; None defaults take an int)."""
-    if name not in defaults:
-        close = difflib.get_close_matches(name, defaults, n=1)
-        raise UsageError(f"{where}unknown hyperparameter '{name}'" + (f" (did you mean {close[0]}?)" if close else ""))
-    default = defaults[name]
-    if isinstance(default, float) and type(value) is int:
-        value = float(value)
-    expected = int if default is None else type(default)
-    require(type(value) is expected or (default is None and value is None),
-            f"{where}{name} must be {TYPE_NAMES[expected]}{' or none' if default is None else ''}, got {value!r}")
-    return value
 
 def require(ok, message):
     if not ok:
         raise UsageError(message)
 
 def check_config(config):
-    """Refuse settings that cannot work, naming the key; the model's own settings are checked above."""
     for name in ('batch_size', 'block_size', 'max_iters', 'learning_rate', 'eval_interval', 'eval_iters',
                  'log_interval', 'num_samples', 'gradient_accumulation_steps'):
         require(config[name] > 0, f"{name} must be positive, got {config[name]}")
@@ -248,34 +240,23 @@ def available_memory():
     return None
 
 def download_shakespeare(path):
-    """Fetch tiny shakespeare over HTTPS, check its size and md5, and only then write it."""
     log(f"{path} is missing: downloading tiny shakespeare from {DATA_URL}")
     try:
         with urllib.request.urlopen(DATA_URL, timeout=60) as response:
             data = response.read(DATA_BYTES + 1)
-    except Exception as e:  # no network, refused, timed out, cut short
-        raise UsageError(f"could not download {DATA_URL} ({e}): save that file as {path} yourself, "
-                         f"or point --input_path at a text file of your own") from None
-    if len(data) != DATA_BYTES or hashlib.md5(data).hexdigest() != DATA_MD5:
-        raise UsageError(f"the download from {DATA_URL} is not tiny shakespeare ({len(data)} bytes, "
-                         f"md5 {hashlib.md5(data).hexdigest()}): nothing was written")
+        md5 = hashlib.md5(data).hexdigest()
+        require(len(data) == DATA_BYTES and md5 == DATA_MD5, f"not tiny shakespeare: {len(data)} bytes, md5 {md5}")
+    except Exception as e:  # no network, refused, timed out, cut short, or not the file expected
+        raise UsageError(f"could not download {DATA_URL} ({e}): nothing was written; save that file as {path} "
+                         f"yourself, or point --input_path at a text file of your own") from None
     write_atomic(path, lambda f: f.write(data))
-
-def vocabulary(pieces):
-    """The characters of a text given in pieces, sorted as ''.join(sorted(set(text))) sorts them, and its length."""
-    seen, length = np.zeros(sys.maxunicode + 1, dtype=bool), 0
-    for piece in pieces:
-        seen[code_points(piece)] = True
-        length += len(piece)
-    return ''.join(map(chr, np.flatnonzero(seen))), length
 
 def code_points(text):
     """The code points of text as uint32; a lone surrogate (from a command line) passes, to be reported unknown."""
     return np.frombuffer(text.encode('utf-32-le', errors='surrogatepass'), dtype=np.uint32)
 
 def encode(text, chars, what, length=None):
-    """Character ids of text (a str, or pieces of one with `length` characters in all) in the smallest integer type
-    that holds the vocabulary: uint8 up to 256 characters, widened per batch. Unknown characters are listed."""
+    """Ids of text (a str, or pieces of `length` characters in all), in the smallest integer type that holds chars."""
     pieces, length = ([text], len(text)) if length is None else (text, length)
     dtype = np.uint8 if len(chars) <= 256 else np.int16 if len(chars) <= 1 << 15 else np.int32
     lookup = np.full(sys.maxunicode + 1, -1, dtype=np.int32)  # -1: not in the vocabulary
@@ -296,7 +277,6 @@ def decode(ids, chars):
     return ''.join(chars[i] for i in ids)
 
 def split_data(data, shortest):
-    """First 90% to train on, last 10% to validate on; each must hold `shortest` characters (shortest_split)."""
     n = int(0.9 * len(data))
     splits = {'train': data[:n], 'val': data[n:]}
     for name, split in splits.items():
@@ -305,20 +285,21 @@ def split_data(data, shortest):
     return splits
 
 def load_data(config, checkpoint, device):
-    """The vocabulary (the text's characters and the checkpoint's, if any) and the train and val splits, on the
-    device (batches then cost no host transfer). The text is read twice, in pieces: for its vocabulary, to encode."""
+    """The vocabulary (the text's and the checkpoint's characters), and the splits on the device: batches cut there."""
     path = config['input_path']
-    text_chars, length = vocabulary(read_text(path))
-    new, old = set(text_chars), set(checkpoint['chars'] if checkpoint else '')
+    seen, length = np.zeros(sys.maxunicode + 1, dtype=bool), 0  # which code points the text holds, and how many
+    for piece in read_text(path):  # the first read: chars = sorted(set(text)), without the text ever whole
+        seen[code_points(piece)] = True
+        length += len(piece)
+    new, old = set(map(chr, np.flatnonzero(seen))), set(checkpoint['chars'] if checkpoint else '')
     chars = ''.join(sorted(new | old))
     require(len(chars) >= 2, f"input_path {path} has a vocabulary of one character ({chars!r}): nothing to learn")
-    if config['resume'] and checkpoint['chars'] != chars:
-        raise UsageError(f"{path} has {len(new - old)} characters that are not in the checkpoint's vocabulary: "
-                         f"resume with the text it was trained on, or start from its weights with --init_from")
+    require(not config['resume'] or new <= old, f"{path} has {len(new - old)} characters outside the checkpoint's "
+            f"vocabulary: resume with the text it was trained on, or start from its weights with --init_from")
     if checkpoint and not config['resume']:
         log(f"vocabulary by character: {len(new & old)} kept, {len(new - old)} added (new rows), "
             f"{len(old - new)} carried from the checkpoint's text")
-    splits = split_data(encode(read_text(path), chars, 'the text', length), shortest_split(config))
+    splits = split_data(encode(read_text(path), chars, 'the text', length), shortest_split(config))  # the second read
     log(f"data: {path}, {length:,} characters, vocabulary of {len(chars)}, "
         f"train {len(splits['train']):,}, val {len(splits['val']):,}")
     return chars, {name: split.to(device) for name, split in splits.items()}
@@ -419,8 +400,7 @@ def sample_next(logits, temperature, top_k, generator):
 SAMPLING_KEYS = ('seed', 'device', 'dtype', 'num_samples', 'max_new_tokens', 'temperature', 'top_k', 'prompt')
 
 def prompt_ids(config, chars):
-    """The prompt as character ids, checked before any training. A text without a newline cannot continue the
-    default prompt (a newline): it gets the vocabulary's first character, recorded in the config."""
+    """The prompt (or the text of the file that FILE:path names) as character ids, checked before any training."""
     if config['prompt'] == '\n' and '\n' not in chars:
         config['prompt'] = chars[0]
         log(f"the text has no newline: the samples continue prompt = {chars[0]!r} instead")
@@ -435,8 +415,7 @@ def prompt_ids(config, chars):
     return encode(text, chars, 'the prompt')
 
 def write_samples(run, step, losses):
-    """Write num_samples continuations of the prompt to out_dir/samples_<settings hash>.txt, under a header that
-    says how the model was trained and what this sampling used: the same settings give the same bytes."""
+    """Write num_samples continuations of the prompt, under a header of the settings, to samples_<their hash>.txt."""
     config, sample_only = run.config, run.config['sample_only']
     generator = torch.Generator(run.device).manual_seed(config['seed'])
     watch = sample_only and sys.stdout.isatty()  # a person sees the first sample being written

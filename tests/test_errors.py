@@ -98,7 +98,7 @@ CASES = [  # (id, script, build args, what the error line must contain)
     ('wrong-type-int', 'gpt', lambda c: c.args(batch_size='abc'), ['batch_size must be an integer', 'abc']),
     ('option-without-value', 'gpt', lambda c: c.args() + ['--max_iters'], ['--max_iters', '--name=value']),
     ('missing-config-file', 'gpt', lambda c: [str(c.tmp / 'no_config.py')] + c.args(), ['cannot read config file', 'no_config.py']),
-    ('config-syntax-error', 'gpt', with_config('batch_size = (4\n'), ['config_file.py', 'not valid Python']),
+    ('config-syntax-error', 'gpt', with_config('batch_size = (4\n'), ['cannot read config file', 'config_file.py', 'never closed']),
     ('config-non-literal', 'gpt', lambda c: [c.file('config_file.py', f"block_size = 8\nbatch_size = open({str(c.tmp / 'marker')!r}, 'w')\n")]
      + c.args(), ['line 2', 'batch_size', 'plain value']),
     ('config-with-code', 'gpt', with_config('import os\nos.system("touch marker")\n'), ['line 1', 'name = value', 'import os']),

@@ -115,16 +115,17 @@ def test_available_memory():
                                           (1 << 15, torch.int16), ((1 << 15) + 1, torch.int32)])
 def test_round_trip_and_dtype(tmp_path, monkeypatch, count, dtype):
     """Up to 256 characters the ids are uint8, up to 32,768 int16, then int32; decode(encode(text)) is the text,
-    read in pieces that cut characters in two, and the vocabulary is sorted(set(text)) by code point."""
+    read in pieces that cut characters in two, and load_data's vocabulary is sorted(set(text)) by code point."""
     gpt = load('gpt')
-    text = distinct_text(count)
+    text = distinct_text(count) * 5  # long enough for a val split of two characters
     chars = ''.join(sorted(set(text)))
     path = tmp_path / 'text.txt'
     path.write_bytes(text.encode('utf-8'))
     monkeypatch.setattr(gpt, 'READ_BYTES', 1000)
-    assert gpt.vocabulary(gpt.read_text(str(path))) == (chars, len(text))
+    loaded, splits = gpt.load_data(dict(gpt.DEFAULTS, input_path=str(path), block_size=1), None, torch.device('cpu'))
     ids = gpt.encode(gpt.read_text(str(path)), chars, 'the text', len(text))
-    assert len(chars) == count and ids.dtype == dtype
+    assert loaded == chars and len(chars) == count and ids.dtype == dtype
+    assert torch.equal(torch.cat((splits['train'], splits['val'])), ids)
     assert gpt.decode(ids.tolist(), chars) == text
     assert torch.equal(ids.long(), old_encode(text, chars))
     assert torch.equal(gpt.encode(text, chars, 'the text'), ids)  # a str gives the same as its pieces
