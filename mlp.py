@@ -498,9 +498,10 @@ def write_atomic(path, write):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):  # the rename took it, or the write failed: then it goes
+    except BaseException:
+        with contextlib.suppress(OSError):
             os.remove(tmp)
+        raise
 
 def claim_out_dir(config):
     """Lock out_dir (the OS drops the lock when the process ends: a crash never leaves it held). A fresh run first
@@ -647,9 +648,8 @@ def placed_by_character(model, checkpoint, chars):
     return placed
 
 def merge_checkpoint_config(config, overridden, checkpoint, starting):
-    """The checkpoint's config with this command's overrides on top (sampling takes only its sampling settings, saying
-    what it ignores; settings the checkpoint predates keep this command's values), or, starting from its weights, this
-    command's. The model's shape is the checkpoint's. Returns the config and the overrides that took effect."""
+    """The checkpoint's config under this command's overrides and the settings it predates, or, starting from its
+    weights, this command's with its model shape. Sampling takes only the sampling overrides, saying what it ignores."""
     trained = checkpoint['config']
     own = ('resume', 'sample_only', 'eval_only', 'eval_split', 'unknown', 'out_dir')  # always this command's settings
     merged = dict(config, **{name: trained[name] for name in (MODEL_KEYS if starting else trained) if name not in own})
