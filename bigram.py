@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shlex
 import signal
 import stat
@@ -449,9 +450,8 @@ def write_samples(run, step, losses):
 SCRIPT = os.path.basename(__file__)
 
 def log(message):
-    """Print on rank 0 only (the other processes of a torchrun job stay quiet), above any progress bar."""
-    if os.environ.get('RANK', '0') == '0':
-        tqdm.write(message)
+    if os.environ.get('RANK', '0') == '0':  # rank 0 only: the other processes of a torchrun job stay quiet
+        tqdm.write(message)  # above any progress bar
 
 def write_atomic(path, write):
     """write(f) into a temporary file beside path, then rename it over path: readers see the old file or the new."""
@@ -468,9 +468,8 @@ def write_atomic(path, write):
         raise
 
 def claim_out_dir(config):
-    """Lock out_dir for this run (the OS drops the lock when the process ends, so a crash never leaves it held). A fresh
-    run first moves the run it finds there, whole, to <out_dir>-<time of its newest file>, so that out_dir holds the
-    latest run and nothing is overwritten. Returns the open lock file."""
+    """Lock out_dir (the OS drops the lock when the process ends: a crash never leaves it held). A fresh run first
+    moves the run it finds there, whole, to <out_dir>-<time of its newest file>, so that nothing is overwritten."""
     out_dir = os.path.normpath(config['out_dir'])
     try:
         os.makedirs(out_dir, exist_ok=True)
@@ -497,20 +496,17 @@ def claim_out_dir(config):
 
 def save_checkpoint(run, step, losses):
     """Everything needed to continue or to sample, as tensors and plain values so weights_only loading works."""
-    checkpoint = {
-        'script': SCRIPT, 'model': run.model.state_dict(), 'optimizer': run.optimizer.state_dict(),
-        'scaler': run.scaler.state_dict(), 'config': run.config, 'chars': run.chars, 'step': step,
-        'best_val_loss': run.best_val_loss, 'losses': losses, 'dtype': str(run.dtype)[6:], 'tokens': run.tokens,
-        'step_seconds': run.step_seconds, 'eval_seconds': run.eval_seconds,  # carried on by a resumed run
-        'rng': {'batches': run.generator.get_state()},  # dropout needs no state: train_step seeds it each step
-    }
+    checkpoint = {'script': SCRIPT, 'model': run.model.state_dict(), 'optimizer': run.optimizer.state_dict(),
+                  'scaler': run.scaler.state_dict(), 'config': run.config, 'chars': run.chars, 'step': step,
+                  'best_val_loss': run.best_val_loss, 'losses': losses, 'dtype': str(run.dtype)[6:],
+                  'tokens': run.tokens, 'step_seconds': run.step_seconds, 'eval_seconds': run.eval_seconds,
+                  'rng': {'batches': run.generator.get_state()}}  # dropout needs no state: train_step seeds it per step
     write_atomic(run.ckpt_path, lambda f: torch.save(checkpoint, f))
     run.saved_step = step
 
 def load_checkpoint(path):
     """A checkpoint of this script, loaded on the CPU with weights_only=True: tensors and plain values, never code."""
-    if not os.path.exists(path):
-        raise UsageError(f"no checkpoint at {path} to start from: train first (without --resume), or set --out_dir")
+    require(os.path.exists(path), f"no checkpoint at {path}: train first (without --resume), or set --out_dir")
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # a truncated zip, random bytes, a pickled object: whatever it is, it is not loaded
@@ -524,16 +520,14 @@ def load_checkpoint(path):
 def start_metrics(path, start_step):
     """metrics.jsonl keeps the evaluations before start_step; a resumed run logs the rest again."""
     kept = []
-    if start_step > 0 and os.path.exists(path):
-        with open(path) as f:
-            kept = [line for line in f if json.loads(line)['step'] < start_step]
+    with contextlib.suppress(FileNotFoundError), open(path) as f:  # none yet in a fresh run's out_dir
+        kept = [line for line in f if json.loads(line)['step'] < start_step]
     write_atomic(path, lambda f: f.write(''.join(kept).encode()))
 
 # ---- the run: its config, device, data, model and optimizer
 class Run:
-    """What one process of a run holds. The model has three handles: `model`, the plain module (saved,
-    scored exactly, sampled); `fast_model`, the same module compiled on CUDA (estimates and training);
-    `train_model`, fast_model wrapped in DDP under torchrun (training steps only: it averages gradients)."""
+    """What one process of a run holds. Three handles on the model: `model`, the plain module (saved, scored exactly,
+    sampled); `fast_model`, compiled on CUDA (estimates, training); `train_model`, in DDP (training steps only)."""
 
     def __init__(self, config, overridden):
         self.distributed = 'RANK' in os.environ  # set by torchrun
@@ -548,8 +542,6 @@ class Run:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         if self.distributed:
             dist.init_process_group('nccl' if self.device.type == 'cuda' else 'gloo')
-            if self.device.type == 'cuda':
-                torch.cuda.set_device(self.device)
         self.chars, self.splits = ((self.checkpoint['chars'], None) if self.config['sample_only'] or self.config['eval_only'] else
                                    load_data(self.config, self.checkpoint, self.device))
         self.prompt = prompt_ids(self.config, self.chars).long().to(self.device)
@@ -567,11 +559,10 @@ class Run:
             raise UsageError(f"init_from is {self.ckpt_path}, which this run would overwrite: give it another --out_dir")
         self.checkpoint = load_checkpoint(self.source) if modes else None
         if modes:
+            log(f"{doing[modes[0]]} from {self.source}, step {self.checkpoint['step']}")
             config, overridden = merge_checkpoint_config(config, overridden, self.checkpoint, modes == ['init_from'])
         check_config(config)
         self.config = config
-        if modes:
-            log(f"{doing[modes[0]]} from {self.source}, step {self.checkpoint['step']}")
         if overridden:
             log("overrides: " + ", ".join(f"{name}={config[name]!r}" for name in dict.fromkeys(overridden)))
         if config['resume']:
@@ -611,9 +602,8 @@ class Run:
             f"{str(self.dtype)[6:]}" + (f", {self.world_size} processes" if self.distributed else ""))
 
 def placed_by_character(model, checkpoint, chars):
-    """The checkpoint's weights as a state dict for model, whose vocabulary `chars` holds the checkpoint's characters
-    (and, after init_from, maybe more), placed by character, never by index: the rows (and columns) on the VOCAB_AXES
-    move to their character's place; rows past the characters (the MLP's blank) stay last; added ones stay fresh."""
+    """The checkpoint's weights as a state dict for model, by character, never by index: the rows (and columns) on
+    the VOCAB_AXES go to their character's place, rows past the characters (MLP's blank) stay last, added ones fresh."""
     places, placed = [chars.index(c) for c in checkpoint['chars']], dict(checkpoint['model'])
     for name, axes in VOCAB_AXES.items():
         placed[name] = weights = model.state_dict()[name].clone()
@@ -622,14 +612,14 @@ def placed_by_character(model, checkpoint, chars):
     return placed
 
 def merge_checkpoint_config(config, overridden, checkpoint, starting):
-    """The checkpoint's config with this command's overrides on top (sampling takes only its sampling settings, saying
-    what it ignores; settings the checkpoint predates keep this command's values), or, starting from its weights, this
-    command's. The model's shape is the checkpoint's. Returns the config and the overrides that took effect."""
+    """The checkpoint's config under this command's overrides and the settings it predates, or, starting from its
+    weights, this command's with its model shape. Sampling takes only the sampling overrides, saying what it ignores."""
     trained = checkpoint['config']
-    merged = dict(config, **{name: trained[name] for name in (MODEL_KEYS if starting else trained)})
+    own = ('resume', 'sample_only', 'eval_only', 'eval_split', 'unknown', 'out_dir')  # always this command's settings
+    merged = dict(config, **{name: trained[name] for name in (MODEL_KEYS if starting else trained) if name not in own})
     if config['sample_only']:
         ignored = [name for name in dict.fromkeys(overridden)
-                   if name not in SAMPLING_KEYS + ('out_dir', 'sample_only') and config[name] != merged[name]]
+                   if name not in SAMPLING_KEYS and config[name] != merged[name]]
         if ignored:
             log("sampling takes the model as it was trained: ignored " + ", ".join(
                 f"{name}={config[name]!r} (trained with {merged[name]!r})" for name in ignored))
@@ -638,8 +628,6 @@ def merge_checkpoint_config(config, overridden, checkpoint, starting):
         if name in MODEL_KEYS and config[name] != merged[name]:
             raise UsageError(f"{name} = {config[name]!r} here, but the checkpoint was trained with {name} = "
                              f"{merged[name]!r}: drop the override, or train afresh in another --out_dir")
-        merged[name] = config[name]
-    for name in ('resume', 'sample_only', 'eval_only', 'eval_split', 'unknown', 'out_dir'):
         merged[name] = config[name]
     return merged, overridden
 
@@ -658,26 +646,24 @@ def check_resume(config, overridden, checkpoint):
 
 def pick_device(name, local_rank):
     """'auto' takes CUDA, then Apple MPS, then the CPU; under torchrun each process takes GPU LOCAL_RANK."""
+    require(re.fullmatch(r'auto|cpu|mps|cuda(:\d+)?', name),
+            f"unknown device '{name}': use auto, cpu, cuda, cuda:N or mps")
     missing = {'cuda': None if torch.cuda.is_available() else 'CUDA is not available here (no GPU, or a CPU-only torch)',
                'mps': None if torch.backends.mps.is_available() else 'Apple MPS is not available here', 'cpu': None}
     if name == 'auto':
         name = next(kind for kind, why in missing.items() if why is None)
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown device '{name}': use auto, cpu, cuda, cuda:N or mps") from None
-    require(device.type in missing, f"device '{name}' is not supported: use auto, cpu, cuda, cuda:N or mps")
+    device = torch.device(name)
     require(not missing[device.type], f"device '{name}' asked for, but {missing[device.type]}: use --device=cpu")
     if device.type == 'cuda':
         device = torch.device('cuda', local_rank if local_rank is not None else device.index or 0)
         require(device.index < torch.cuda.device_count(),
                 f"device '{device}' asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+        torch.cuda.set_device(device)  # the current device, for NCCL under torchrun
     return device
 
 def pick_dtype(name, device):
-    """'auto': bfloat16 on a GPU that has it natively, from compute capability 8.0 (Ampere) on; float16 with a
-    gradient scaler on older ones (V100, T4), where torch emulates bfloat16 slowly; bfloat16 on a CPU with
-    bfloat16 matrix units (Intel AMX: its matmuls run 5-9x faster than in float32); float32 elsewhere."""
+    """'auto': bfloat16 where it is native: GPUs from compute capability 8.0 (Ampere) on, and CPUs with AMX (5-9x faster
+    matmuls than float32); float16 with the scaler on older GPUs (V100, T4 emulate bfloat16, slowly); else float32."""
     has_amx = getattr(torch.cpu, '_is_amx_tile_supported', lambda: False)  # torch's check; private, so maybe absent
     if name == 'auto' and device.type == 'cuda':
         name = 'bfloat16' if torch.cuda.get_device_capability(device)[0] >= 8 else 'float16'
@@ -705,10 +691,10 @@ def compiled(run):
         raise  # no compile failure (eager would run out too): reported once, by run_command_line
     except Exception as e:
         log(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:100]}): running eagerly")
-        return run.model
-    finally:
-        run.model.zero_grad(set_to_none=True)
-    log(f"compiled the model in {time.perf_counter() - started:.1f} s")
+        compiled_model = run.model
+    else:
+        log(f"compiled the model in {time.perf_counter() - started:.1f} s")
+    run.model.zero_grad(set_to_none=True)  # the probe's gradients
     return compiled_model
 
 # ---- training

@@ -114,6 +114,7 @@ CASES = [  # (id, script, build args, what the error line must contain)
     ('top_k-zero', 'gpt', lambda c: c.args(top_k=0), ['top_k must be at least 1']),
     ('device-tpu', 'gpt', lambda c: c.args(device='tpu'), ["device 'tpu'"]),
     ('device-cuda-x', 'gpt', lambda c: c.args(device='cuda:x'), ["device 'cuda:x'"]),
+    ('device-meta', 'gpt', lambda c: c.args(device='meta'), ["unknown device 'meta'", 'cuda:N or mps']),  # torch's, not ours
     ('out_dir-unwritable', 'gpt', lambda c: c.args(out_dir=os.path.join(c.file('a_file', 'x'), 'out')), ['cannot write to out_dir']),
     ('resume-without-checkpoint', 'gpt', lambda c: c.args() + ['--resume=true'], ['no checkpoint at', 'ckpt.pt']),
     ('resume-and-sample-only', 'gpt', lambda c: c.args() + ['--resume=true', '--sample_only=true'], ['resume', 'sample_only']),
