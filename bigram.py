@@ -178,13 +178,12 @@ def read_config_file(path):
         raise UsageError(f"cannot read config file {path}: {getattr(e, 'strerror', None) or e}") from None
     settings = []
     for statement in tree.body:
-        target = statement.targets[0] if isinstance(statement, ast.Assign) and len(statement.targets) == 1 else None
-        with contextlib.suppress(ValueError):  # literal_eval refuses expressions, calls and names
-            if isinstance(target, ast.Name):
-                settings.append((target.id, ast.literal_eval(statement.value)))
-                continue
-        raise UsageError(f"{path} line {statement.lineno}: expected `name = value` with a plain value (a number, "
-                         f"string, True, False or None), found `{ast.unparse(statement)[:60]}`")
+        try:  # AttributeError: not an assignment to a name; ValueError: `a = b = 1`, or not a plain value
+            (target,) = statement.targets
+            settings.append((target.id, ast.literal_eval(statement.value)))
+        except (AttributeError, ValueError, TypeError):
+            raise UsageError(f"{path} line {statement.lineno}: expected `name = value` with a plain value (a "
+                             f"number, string, True, False or None), found `{ast.unparse(statement)[:60]}`") from None
     return settings
 
 def require(ok, message):
@@ -730,8 +729,7 @@ def train(run):
         start_metrics(run.metrics_path, run.start_step)
     warn_if_slow(run.device, run.params * 6 * tokens_per_step * (config['max_iters'] - run.start_step))
     log(f"training: {tokens_per_step:,} tokens per step, steps {run.start_step} to {config['max_iters']}, "
-        f"lr warmup {config['warmup_iters']} then cosine to {config['min_lr']:g} at step {config['lr_decay_iters']}"
-        + (f", resumed from {run.ckpt_path}" if config['resume'] else ""))
+        f"lr warmup {config['warmup_iters']} then cosine to {config['min_lr']:g} at step {config['lr_decay_iters']}")
     losses = dict.fromkeys(['train_loss', 'val_loss', 'val_loss_full'], float('nan'))
     pending = []  # (step, loss on the device) not yet read back
     bar = tqdm(total=config['max_iters'], initial=run.start_step, unit='step', disable=run.rank != 0 or None, dynamic_ncols=True)
