@@ -351,7 +351,7 @@ def full_loss(model, data, window, overlap, batch_size, autocast, stop_requested
     model.train()
     return total / n
 
-def score(run, data, stop_requested=()):
+def loss_and_bits(run, data, stop_requested=()):
     """full_loss of data in nats, and in bits per character and per UTF-8 byte of the characters it scores."""
     window, overlap = full_val_windows(run.config)
     loss = full_loss(run.model, data, window, overlap, run.config['batch_size'], run.autocast, stop_requested)
@@ -374,7 +374,7 @@ def score_text(run):
     require(len(scored) >= full_val_windows(config)[1] + 2,
             f"{config['input_path']} has {len(scored)} characters: too few to score")
     data = encode(scored, run.chars, 'the text')  # on the host: only a batch at a time goes to the device
-    loss, bpc, bpb = score(run, data).values()
+    loss, bpc, bpb = loss_and_bits(run, data).values()
     figures = {'script': SCRIPT, 'checkpoint': run.source, 'step': run.checkpoint['step'], 'input_path': config['input_path'],
                'sha256': checksum, 'eval_split': config['eval_split'], 'loss': loss, 'bpc': bpc, 'bpb': bpb,
                'perplexity': math.exp(loss), 'characters': len(data) - 1, 'unknown': len(text) - len(scored),
@@ -772,7 +772,7 @@ def train(run):
                 raise stopped(run, step + 1, losses)
         bar.close()
         if run.rank == 0:  # scoring a large val split takes minutes: a stop keeps the steps all the same
-            losses.update(score(run, run.splits['val'], stop_requested))
+            losses.update(loss_and_bits(run, run.splits['val'], stop_requested))
             if stop_requested:
                 raise stopped(run, config['max_iters'], losses)
     if run.rank != 0:
