@@ -114,6 +114,27 @@ def test_auto_dtype_on_a_gpu_is_bfloat16_only_where_it_is_native(script, monkeyp
     assert script.pick_dtype('float32', torch.device('cuda', 0)) == torch.float32
 
 
+# ------------------------------------------------------------------------------ the GPU per process
+@pytest.mark.parametrize('name, local_rank, expected', [('auto', None, 0), ('cuda', None, 0), ('cuda:1', None, 1),
+                                                        ('auto', 1, 1), ('cuda', 1, 1)])
+def test_each_process_takes_its_gpu_and_makes_it_current(script, monkeypatch, name, local_rank, expected):
+    """On a box with two GPUs (simulated): 'auto' and 'cuda' take GPU 0, 'cuda:1' GPU 1, and under torchrun each
+    process takes GPU LOCAL_RANK; the GPU taken becomes the current device (NCCL works on it) before anything else."""
+    current = []
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
+    monkeypatch.setattr(torch.cuda, 'set_device', current.append)
+    assert script.pick_device(name, local_rank) == torch.device('cuda', expected)
+    assert current == [torch.device('cuda', expected)]
+
+
+def test_a_gpu_the_box_lacks_is_refused(script, monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
+    with pytest.raises(script.UsageError, match=r"device 'cuda:2' asked for, but this machine has 2 GPU"):
+        script.pick_device('cuda:2', None)
+
+
 # ------------------------------------------------------------------------------ compile, out of memory
 @pytest.fixture
 def gpt_run_object(tmp_path, text_file):
