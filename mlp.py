@@ -278,7 +278,8 @@ def code_points(text):
 
 def encode(text, chars, what, length=None):
     """Ids of text (a str, or pieces of `length` characters in all), in the smallest integer type that holds chars."""
-    pieces, length = ([text], len(text)) if length is None else (text, length)
+    pieces = text if length is not None else (text[i:i + READ_BYTES] for i in range(0, len(text), READ_BYTES))
+    length = len(text) if length is None else length  # a str goes in pieces too: its code points take 4 bytes each
     dtype = np.uint8 if len(chars) <= 256 else np.int16 if len(chars) <= 1 << 15 else np.int32
     lookup = np.full(sys.maxunicode + 1, -1, dtype=np.int32)  # -1: not in the vocabulary
     lookup[code_points(chars)] = np.arange(len(chars))
@@ -377,7 +378,7 @@ def loss_and_bits(run, data, stop_requested=()):
     window, overlap = full_val_windows(run.config)
     loss = full_loss(run.model, data, window, overlap, run.config['batch_size'], run.autocast, stop_requested)
     byte_counts = torch.tensor([len(c.encode()) for c in run.chars], dtype=torch.float64)
-    counts = sum(torch.bincount(part.long().cpu(), minlength=len(run.chars)) for part in data[1:].split(1 << 24))
+    counts = sum(torch.bincount(part.long().cpu(), minlength=len(run.chars)) for part in data[1:].split(1 << 20))
     bits = loss * (len(data) - 1) / math.log(2)
     return {'val_loss_full': loss, 'val_bpc': loss / math.log(2), 'val_bpb': bits / (counts * byte_counts).sum().item()}
 
@@ -391,7 +392,7 @@ def score_text(run):
     unknown = ''.join(sorted(set(text) - set(run.chars)))
     require(not unknown or config['unknown'] == 'skip', f"{config['input_path']} has characters that are not in the "
             f"checkpoint's vocabulary: {' '.join(map(repr, unknown))} (--unknown=skip leaves them out and scores the rest)")
-    scored = text.translate(dict.fromkeys(map(ord, unknown)))  # the model reads on as if they were not there
+    scored = text.translate(dict.fromkeys(map(ord, unknown))) if unknown else text  # the model reads on past them
     require(len(scored) >= full_val_windows(config)[1] + 2,
             f"{config['input_path']} has {len(scored)} characters: too few to score")
     data = encode(scored, run.chars, 'the text')  # on the host: only a batch at a time goes to the device

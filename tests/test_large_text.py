@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, TINY, load
+from conftest import ROOT, TINY, load, tiny_config
 
 MULTI_BYTE = 'caf\u00e9 na\u00efve \u2014 \u4e2d\u6587 \U0001F600\U0001F680 \u00f1\n'  # 2, 3 and 4 bytes in UTF-8
 
@@ -229,3 +229,36 @@ def test_large_text_loads_in_bounded_memory(tmp_path, kind):
     measured = json.loads(result.stdout.splitlines()[-1])  # after the data line load_data prints
     assert measured['characters'] == characters and measured['dtype'] == 'torch.uint8'
     assert measured['extra'] / characters < 1.25, f"{measured['extra'] / characters:.2f} bytes per character"
+
+
+SCORE_MEASURE = """
+import json, resource, sys
+sys.path.insert(0, sys.argv[1])
+import bigram
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+bigram.main(*bigram.parse_overrides(['--eval_only=true', '--input_path=' + sys.argv[2], '--out_dir=' + sys.argv[3],
+                                     '--batch_size=512'], bigram.DEFAULTS))
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * (1 if sys.platform == 'darwin' else 1024))
+"""
+
+
+@pytest.mark.skipif(sys.platform == 'win32', reason='ru_maxrss is a Unix measure')
+def test_scoring_a_large_text_holds_a_few_bytes_per_character(tmp_path):
+    """eval_only on a 30 MB text, in a fresh process: at most 4 bytes per character above what the process held
+    before, plus 100 MB for what torch sets up on first use (encoding the text whole took 18 bytes per character)."""
+    bigram = load('bigram')
+    unit = 'To be, or not to be, that is the question:\n' * 200
+    (tmp_path / 'small.txt').write_text(unit * 5)
+    config = tiny_config(bigram, tmp_path, str(tmp_path / 'small.txt'))
+    bigram.main(config)
+    path = tmp_path / 'large.txt'
+    with open(path, 'w') as f:
+        for _ in range(30_000_000 // len(unit)):
+            f.write(unit)
+    characters = len(unit) * (30_000_000 // len(unit))
+    result = subprocess.run([sys.executable, '-c', SCORE_MEASURE, ROOT, str(path), config['out_dir']],
+                            capture_output=True, text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert result.returncode == 0, result.stderr
+    extra = int(result.stdout.splitlines()[-1])
+    assert json.loads((tmp_path / 'out' / 'eval.json').read_text())['characters'] == characters - 1
+    assert extra < 4 * characters + 100e6, f"{(extra - 100e6) / characters:.1f} bytes per character beyond 100 MB"
