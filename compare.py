@@ -28,10 +28,8 @@ SAMPLE_LINES = 6                # lines shown of each run's first sample
 CHART_ROWS, CHART_COLUMNS = 12, 64
 MARKS = '123456789abcdefghijklmnopqrstuvwxyz'  # one per run in the text chart
 
-
 class UsageError(Exception):
     """A path that does not exist, an unknown option, a picture that cannot be written: one line on stderr, exit 2."""
-
 
 def main(args):
     if '-h' in args or '--help' in args:
@@ -56,7 +54,6 @@ def main(args):
     print_samples(runs)
     return 0
 
-
 def parse_args(args):
     """The paths to compare, the sort order and the picture's path (None: beside the runs)."""
     paths, sort, png_path = [], 'val_loss_full', None
@@ -71,7 +68,6 @@ def parse_args(args):
         else:
             paths.append(arg)
     return paths, sort, png_path
-
 
 # ------------------------------------------------------------------------------ reading run folders
 def collect(paths):
@@ -93,7 +89,6 @@ def collect(paths):
             not_runs.append((path, what_is(path)))
     return list(runs.values()), not_runs
 
-
 def what_is(path):
     """What a path that holds no run is, in a few words."""
     if not os.path.isdir(path):
@@ -102,7 +97,6 @@ def what_is(path):
         return "not a run: no summary.json, metrics.jsonl or ckpt.pt in it" if os.listdir(path) else "an empty folder"
     except OSError as e:
         return f"cannot be read: {e.strerror}"
-
 
 def read_run(folder):
     """What compare.py shows of one run; what could not be read goes into its notes."""
@@ -137,14 +131,12 @@ def read_run(folder):
     run['settings'] = settings
     return run
 
-
 def read_summary(path):
     with open(path, encoding='utf-8') as f:
         summary = json.load(f)
     if not isinstance(summary, dict):
         raise ValueError("not a JSON object")
     return summary
-
 
 def read_metrics(path):
     """The evaluations in metrics.jsonl, and how many lines could not be read (a line cut short by a crash)."""
@@ -161,7 +153,6 @@ def read_metrics(path):
                 skipped += 1
     return sorted(records, key=lambda record: record['step']), skipped
 
-
 def pick_sample_file(folder, summary):
     """The training run's sample file: the one summary.json names, else the oldest (sample_only adds newer ones)."""
     named = summary.get('samples_path')
@@ -169,7 +160,6 @@ def pick_sample_file(folder, summary):
     if isinstance(named, str) and os.path.isfile(os.path.join(folder, os.path.basename(named))):
         return os.path.join(folder, os.path.basename(named))
     return min(glob.glob(os.path.join(glob.escape(folder), 'samples_*.txt')), key=os.path.getmtime, default=None)
-
 
 def read_sample_file(path):
     """The script, the hyperparameters (the header's name = value lines, with the device and dtype the run used)
@@ -189,7 +179,6 @@ def read_sample_file(path):
         settings.update(device=ran_on[1], dtype=ran_on[2])
     return script, settings or None, samples[0].strip('\n') if samples else None
 
-
 def literal(text):
     """A value the header wrote with repr(), read back; the text itself when it is no literal (nan, inf)."""
     try:
@@ -197,25 +186,20 @@ def literal(text):
     except (ValueError, SyntaxError):
         return text
 
-
 def reason(error):
     return error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
-
 
 def number(value):
     """value when it is a finite number, else None (a summary or a metrics line may hold null, NaN or nothing)."""
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
     return value if is_number and math.isfinite(value) else None
 
-
 def first_number(*values):
     return next((value for value in map(number, values) if value is not None), None)
-
 
 # ------------------------------------------------------------------------------ the table
 def final_loss(run):
     return number(run['summary'].get('val_loss_full'))
-
 
 def differing_settings(runs):
     """The hyperparameters not the same in every run whose settings are known, in the scripts' order."""
@@ -223,14 +207,12 @@ def differing_settings(runs):
     names = dict.fromkeys(name for settings in known for name in settings if name not in BOOKKEEPING)
     return [name for name in names if len({shown(settings, name) for settings in known}) > 1]
 
-
 def shown(settings, name):
     """A setting as the table shows it: '-' for a key this run's script lacks, '?' for a run of unknown settings."""
     if settings is None:
         return '?'
     value = settings.get(name, '-')
     return value if isinstance(value, str) else repr(value)
-
 
 def figures(run):
     """steps, seconds, tokens/s, val_loss_full, val_bpc: from summary.json, else from the last evaluation."""
@@ -241,7 +223,6 @@ def figures(run):
               (loss, '.4f'),
               (first_number(summary.get('val_bpc'), None if loss is None else loss / math.log(2)), '.4f')]
     return ['-' if value is None else format(value, spec) for value, spec in values]
-
 
 def print_table(runs, differing):
     """One row per run, the best marked; below it, what is odd about a run."""
@@ -260,7 +241,6 @@ def print_table(runs, differing):
         if run['notes']:
             print(f"{run['folder']}: {'; '.join(run['notes'])}")
 
-
 # ------------------------------------------------------------------------------ the curves
 def show_curves(runs, png_path):
     """The picture when matplotlib is there, else the val curves in characters."""
@@ -273,12 +253,10 @@ def show_curves(runs, png_path):
         print_chart(drawn)
         print("for a picture of the train and val curves against step and seconds: pip install -r requirements-extra.txt")
 
-
 def curve(run, x_key, y_key):
     """The (x, y) points of a run's evaluations that hold both as numbers."""
     points = [(number(record.get(x_key)), number(record.get(y_key))) for record in run['metrics']]
     return [(x, y) for x, y in points if x is not None and y is not None]
-
 
 def legend_names(runs):
     """Each run's name in a legend: its folder, its script when the scripts differ, and the settings that differ
@@ -291,19 +269,16 @@ def legend_names(runs):
         names.append(' '.join([run['folder'] + script] + [f"{name}={shown(run['settings'], name)}" for name in differing]))
     return names
 
-
 def loss_range(curves):
     """The lowest and highest loss, leaving out each curve's first evaluation: that is the untrained model
     (about ln(vocabulary size)), and it would squeeze the rest of the curves into a few rows."""
     losses = [loss for points in curves for _, loss in (points[1:] or points)]
     return min(losses), max(losses)
 
-
 def default_png_path(runs):
     """compare.png in the folder that holds all the runs (out/ for out/base and out/wide)."""
     parents = [os.path.dirname(os.path.abspath(run['folder'])) for run in runs]
     return os.path.relpath(os.path.join(os.path.commonpath(parents), 'compare.png'))
-
 
 def draw_picture(runs, png_path):
     """Two panels, loss against step and against training seconds; False when matplotlib is not installed."""
@@ -335,7 +310,6 @@ def draw_picture(runs, png_path):
         plt.close(figure)
     return True
 
-
 def print_chart(runs):
     """The val curves against step, CHART_ROWS characters high, each run drawn with its mark."""
     curves = [curve(run, 'step', 'val_loss') for run in runs]
@@ -356,7 +330,6 @@ def print_chart(runs):
     for mark, name in zip(MARKS, legend_names(runs)):
         print(f"  {mark}  {name}")
 
-
 def interpolate(points, step):
     """The loss at step on the straight lines between evaluations; None outside them."""
     for (step_before, loss_before), (step_after, loss_after) in zip(points, points[1:] or points):
@@ -365,14 +338,12 @@ def interpolate(points, step):
             return loss_before + share * (loss_after - loss_before)
     return None
 
-
 # ------------------------------------------------------------------------------ the samples
 def print_samples(runs):
     print(f"\nthe first {SAMPLE_LINES} lines of each run's first sample")
     for run in runs:
         print(f"\n==== {run['folder']} ({run['script']}) ====")
         print('\n'.join(run['sample'].splitlines()[:SAMPLE_LINES]) if run['sample'] is not None else "(no sample file)")
-
 
 if __name__ == '__main__':
     sys.stdout.reconfigure(errors='replace')  # a sample's characters that the terminal cannot show become '?'

@@ -57,7 +57,6 @@ print(json.dumps({'seconds': seconds, 'before_kb': before, 'vocabulary': len(cha
                   'characters': sum(len(split) for split in splits.values()), 'dtype': str(splits['train'].dtype)}))
 """
 
-
 def parse_args(args):
     """(bench options, the arguments meant for the script): bench options are picked out by name."""
     mine = [arg for arg in args if arg.startswith('--') and arg[2:].partition('=')[0] in BENCH_DEFAULTS]
@@ -69,7 +68,6 @@ def parse_args(args):
     if options['mb'] <= 0 or options['steps'] < 0:
         raise gpt.UsageError("mb must be positive and steps not negative")
     return options, [arg for arg in args if arg not in mine]
-
 
 def build_text(path, megabytes, kind):
     """Tiny shakespeare repeated to megabytes * 10^6 bytes (less a character cut in two at the end), piece by piece."""
@@ -92,7 +90,6 @@ def build_text(path, megabytes, kind):
             left -= len(piece)
     return os.path.getsize(path)
 
-
 def measured(command):
     """Run command: (its stdout, wall seconds, peak resident memory in bytes); a failure is a UsageError."""
     with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
@@ -107,7 +104,6 @@ def measured(command):
             raise gpt.UsageError(f"{os.path.basename(command[1])} failed: {lines[-1]}")
         return out.read(), seconds, usage.ru_maxrss * (1 if sys.platform == 'darwin' else 1024)  # kB on Linux
 
-
 def bench_load(path, options, script_args):
     """load_data in a fresh process: seconds, characters, vocabulary, dtype, peak memory and bytes per character."""
     root = options['root'] or ROOT
@@ -120,7 +116,6 @@ def bench_load(path, options, script_args):
           f"before it: {result['bytes_per_char']:.2f} bytes per character")
     return result
 
-
 def bench_run(path, options, script_args, workdir):
     """python <script> --max_iters=steps on the text, on the CPU: wall seconds and peak memory of the whole process."""
     script = os.path.join(options['root'] or ROOT, f"{options['script']}.py")
@@ -130,7 +125,6 @@ def bench_run(path, options, script_args, workdir):
     print(f"python {options['script']}.py --max_iters={options['steps']} {' '.join(script_args)}: "
           f"{seconds:.1f} s wall, peak {peak / 1e6:,.0f} MB")
     return {'run_seconds': seconds, 'run_peak_mb': peak / 1e6}
-
 
 def main(args):
     options, script_args = parse_args(args)
@@ -153,7 +147,6 @@ def main(args):
         with open(options['json'], 'w') as f:
             json.dump(summary, f, indent=2)
 
-
 def run_command_line(args):
     """Run main; a usage problem or a failed measure is one line on stderr and exit code 2."""
     if args[:1] in (['-h'], ['--help']):
@@ -165,7 +158,6 @@ def run_command_line(args):
         print(f"bench_data.py: error: {e}", file=sys.stderr)
         return 2
     return 0
-
 
 if __name__ == '__main__':
     sys.exit(run_command_line(sys.argv[1:]))

@@ -47,7 +47,6 @@ BENCH_DEFAULTS = {'steps': 20, 'warmup_steps': 3, 'sample_chars': 2000, 'target_
 PEAK_FLOPS = (('H100 PCIe', 756e12), ('H100 NVL', 835e12), ('H100', 989e12), ('H200', 989e12), ('A100', 312e12))
 SAMPLE_WARMUP = 10  # characters sampled untimed before each sampling rate
 
-
 # ------------------------------------------------------------------ the reference: the lecture's model
 class Head(nn.Module):
     """One head of self-attention: its own key, query and value projections and a masked softmax."""
@@ -68,7 +67,6 @@ class Head(nn.Module):
         wei = self.dropout(F.softmax(wei, dim=-1))
         return wei @ self.value(x)  # (B, T, hs)
 
-
 class MultiHeadAttention(nn.Module):
     """The heads run one after another, their outputs concatenated and projected."""
 
@@ -81,7 +79,6 @@ class MultiHeadAttention(nn.Module):
     def forward(self, x):
         return self.dropout(self.proj(torch.cat([head(x) for head in self.heads], dim=-1)))
 
-
 class Block(nn.Module):
     def __init__(self, n_embd, n_head, block_size, dropout):
         super().__init__()
@@ -93,7 +90,6 @@ class Block(nn.Module):
     def forward(self, x):
         x = x + self.sa(self.ln1(x))
         return x + self.ffwd(self.ln2(x))
-
 
 class ReferenceGPT(nn.Module):
     """The lecture's GPTLanguageModel: forward(idx, targets) -> (logits, loss), like gpt.GPT."""
@@ -114,7 +110,6 @@ class ReferenceGPT(nn.Module):
             return logits, None
         return logits, F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T))
 
-
 @torch.inference_mode()
 def generate_without_cache(model, idx, max_new_tokens, context, generator):
     """The lecture's generate: crop to the last `context` characters, predict, sample, append, repeat."""
@@ -123,11 +118,9 @@ def generate_without_cache(model, idx, max_new_tokens, context, generator):
         idx = torch.cat((idx, gpt.sample_next(logits[:, -1], 1.0, None, generator)), dim=1)
     return idx
 
-
 def create_reference(config, vocab_size):
     return ReferenceGPT(vocab_size, config['block_size'], config['n_layer'], config['n_head'], config['n_embd'],
                         config['dropout'])
-
 
 # ------------------------------------------------------------------ setup
 def parse_args(args):
@@ -144,7 +137,6 @@ def parse_args(args):
         raise gpt.UsageError(f"warmup_steps must not be negative, got {options['warmup_steps']}")
     return options, config, theirs
 
-
 def environment(config):
     """Device, dtype, autocast, vocabulary, training data and prompt, chosen as gpt.main chooses them
     (TF32 matmuls allowed, as there)."""
@@ -157,7 +149,6 @@ def environment(config):
         autocast=torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext(),
         prompt=gpt.prompt_ids(config, chars).long().to(device)[None])
 
-
 def warn_if_slow(model, config, env, options):
     """Say at once when the settings are sized for a GPU and this is a CPU: the training steps alone take minutes."""
     tokens = config['gradient_accumulation_steps'] * config['batch_size'] * config['block_size']
@@ -166,7 +157,6 @@ def warn_if_slow(model, config, env, options):
         print(f"note: these settings are sized for a GPU and this is a CPU (about {flops:.1e} FLOPs of training "
               f"steps: many minutes). For a quick look: python {sys.argv[0]} configs/gpt_cpu.py --steps=10 "
               f"--sample_chars=300")
-
 
 def describe(env, config, options):
     """The machine and the sizes: the first lines of the summary."""
@@ -179,7 +169,6 @@ def describe(env, config, options):
             'n_head': config['n_head'], 'n_embd': config['n_embd'], 'timed_steps': options['steps'],
             'sample_chars': options['sample_chars']}
 
-
 def peak_flops(env, options):
     """The peak FLOP/s to divide by for MFU: --peak_flops, else the table for bf16/fp16 on a known GPU, else None."""
     if options['peak_flops']:
@@ -189,7 +178,6 @@ def peak_flops(env, options):
     name = torch.cuda.get_device_name(env.device)
     return next((peak for key, peak in PEAK_FLOPS if key in name), None)
 
-
 def flops_per_token(model, config):
     """nanoGPT's estimate: 6 per matmul parameter (all but the embedding tables, which are lookups)
     plus 12 * n_layer * n_embd * block_size for the attention scores and their use."""
@@ -197,13 +185,11 @@ def flops_per_token(model, config):
     matmul_params = sum(p.numel() for p in model.parameters()) - lookups
     return 6 * matmul_params + 12 * config['n_layer'] * config['n_embd'] * config['block_size']
 
-
 def synchronize(device):
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
     elif device.type == 'mps':
         torch.mps.synchronize()
-
 
 def timed(device, work):
     """(work(), seconds it took), with the device's queue drained before both clock readings."""
@@ -212,7 +198,6 @@ def timed(device, work):
     result = work()
     synchronize(device)
     return result, time.perf_counter() - started
-
 
 # ------------------------------------------------------------------ measurements
 def time_training(model, compile_model, config, env, options):
@@ -240,7 +225,6 @@ def time_training(model, compile_model, config, env, options):
             'ms_per_step': round(1000 * seconds / options['steps'], 2), 'tokens_per_s': round(tokens_per_s),
             'mfu': round(tokens_per_s * flops_per_token(model, config) / peak, 4) if peak else None}
 
-
 def sampling_rate(generate, env, options, samples):
     """Characters per second of generate(idx, n, generator) continuing the prompt in `samples` sequences at
     once (gpt.py's num_samples), after a short warmup; the model is in eval mode."""
@@ -249,7 +233,6 @@ def sampling_rate(generate, env, options, samples):
     generate(prompts, SAMPLE_WARMUP, generator)
     _, seconds = timed(env.device, lambda: generate(prompts, options['sample_chars'], generator))
     return round(samples * options['sample_chars'] / seconds, 1)
-
 
 def bench_gpt(config, env, options):
     """gpt.py's model: training figures, then its cached and uncached sampling rates."""
@@ -269,7 +252,6 @@ def bench_gpt(config, env, options):
         config['num_samples'])
     return results
 
-
 def bench_reference(config, env, options):
     """The lecture's model, eager: training figures and its (uncached) sampling rate."""
     torch.manual_seed(config['seed'])
@@ -282,7 +264,6 @@ def bench_reference(config, env, options):
         lambda idx, n, g: generate_without_cache(model, idx, n, config['block_size'], g), env, options,
         config['num_samples'])
     return results
-
 
 def time_to_loss(gpt_args, options):
     """Run gpt.py as a person would (its output shows), then read from its metrics.jsonl the training
@@ -309,7 +290,6 @@ def time_to_loss(gpt_args, options):
             'final_val_loss_full': round(summary['val_loss_full'], 4) if summary else None,
             'run_finished': bool(summary), 'run_wall_seconds': round(wall, 1)}
 
-
 def read_if_there(path):
     """The text of path, or '' when gpt.py was stopped before it wrote that file."""
     if not os.path.exists(path):
@@ -317,15 +297,12 @@ def read_if_there(path):
     with open(path) as f:
         return f.read()
 
-
 # ------------------------------------------------------------------ report
 def prefixed(prefix, figures):
     return {f"{prefix}_{key}": value for key, value in figures.items()}
 
-
 def ratio(a, b):
     return round(a / b, 2) if a and b else None
-
 
 def report(summary, json_path):
     """The summary as `key: value` lines (None shows as n/a), and as JSON at json_path if one is given."""
@@ -336,7 +313,6 @@ def report(summary, json_path):
         os.makedirs(os.path.dirname(json_path) or '.', exist_ok=True)
         gpt.write_atomic(json_path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
         print(f"wrote {json_path}")
-
 
 def main(args):
     options, config, gpt_args = parse_args(args)
@@ -354,7 +330,6 @@ def main(args):
         summary.update(time_to_loss(gpt_args, options))
     report(summary, options['json'])
 
-
 def run_command_line(args):
     """Run main; a usage problem is one line on stderr and exit code 2, a failed run exit code 1 (as gpt.py)."""
     if args[:1] in (['-h'], ['--help']):
@@ -369,7 +344,6 @@ def run_command_line(args):
         print("bench_gpt.py: interrupted: nothing was written", file=sys.stderr)
         return 130
     return 0
-
 
 if __name__ == '__main__':
     sys.exit(run_command_line(sys.argv[1:]))
