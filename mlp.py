@@ -657,7 +657,7 @@ def check_resume(config, overridden, checkpoint):
     step, trained = checkpoint['step'], checkpoint['config']
     require(config['max_iters'] >= step, f"max_iters = {config['max_iters']}, but the checkpoint is at step {step}: "
                                          f"give --max_iters={step} or more (or --sample_only=true to sample from it)")
-    for name in {'learning_rate', 'min_lr', 'warmup_iters', 'lr_decay_iters'} & set(overridden):
+    for name in sorted({'learning_rate', 'min_lr', 'warmup_iters', 'lr_decay_iters'} & set(overridden)):
         before = dict(config, **{name: trained[name]})
         if config[name] != trained[name] and all(learning_rate_at(s, config) == learning_rate_at(s, before)
                                                  for s in range(step, config['max_iters'])):
