@@ -751,8 +751,8 @@ def merge_checkpoint_config(config, overridden, checkpoint, starting):
     own = ('resume', 'sample_only', 'eval_only', 'eval_split', 'unknown', 'out_dir')  # always this command's settings
     merged = dict(config, **{name: trained[name] for name in (MODEL_KEYS if starting else trained) if name not in own})
     if config['sample_only']:
-        ignored = [name for name in dict.fromkeys(overridden)
-                   if name not in SAMPLING_KEYS and config[name] != merged[name]]
+        ignored = [name for name in dict.fromkeys(overridden)  # init_from names the checkpoint: not ignored
+                   if name not in SAMPLING_KEYS + ('init_from',) and config[name] != merged[name]]
         if ignored:
             log("sampling takes the model as it was trained: ignored " + ", ".join(
                 f"{name}={config[name]!r} (trained with {merged[name]!r})" for name in ignored))

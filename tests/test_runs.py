@@ -259,6 +259,19 @@ def test_sample_only_takes_the_model_as_trained(gpt_run, capsys):
     assert 'temperature = 0.5' in sampled and 'max_iters = 30' not in sampled
 
 
+def test_sample_only_from_another_runs_checkpoint(gpt_run, capsys):
+    """--sample_only=true --init_from=<a run's ckpt.pt> into another out_dir: init_from names the checkpoint, so it is
+    not reported as ignored, and the sample file is that run's, byte for byte."""
+    gpt = load('gpt')
+    other = gpt_run.tmp / 'other'
+    checkpoint = os.path.join(gpt_run.out_dir, 'ckpt.pt')
+    assert gpt.run_command_line([f'--out_dir={other}', '--sample_only=true', f'--init_from={checkpoint}']) == 0
+    printed = capsys.readouterr().out
+    assert f"sampling from {checkpoint}" in printed and 'ignored' not in printed
+    with open(other / os.path.basename(gpt_run.summary['samples_path']), 'rb') as f:
+        assert f.read() == gpt_run.sample_bytes
+
+
 def test_greedy_sampling_ignores_the_seed(gpt_run):
     """temperature 0 is greedy: runs with different seeds give the same text, under headers that differ only in
     the seed line (so the same file for the same seed); a changed hyperparameter gives another file name, and
