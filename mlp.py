@@ -240,9 +240,8 @@ def read_text(path):
             info, available = os.fstat(f.fileno()), available_memory()
             require(stat.S_ISREG(info.st_mode),
                     f"input_path {path} is not a file (a pipe?): it is read twice, save it to a file first")
-            if available is not None and info.st_size > available:
-                raise UsageError(f"input_path {path} is {info.st_size:,} bytes, more than the {available:,} bytes of "
-                                 f"memory available now (training holds about a byte per character): use a part of it")
+            require(info.st_size <= available, f"input_path {path} is {info.st_size:,} bytes, more than the "
+                    f"{available:,} bytes of memory available (training holds a byte per character): use a part of it")
             while raw := f.read(READ_BYTES):
                 yield decoder.decode(raw)  # a character that raw cuts short is held for the next read
                 start += len(raw)
@@ -255,10 +254,10 @@ def read_text(path):
     require(start, f"input_path {path} is empty")
 
 def available_memory():
-    """Bytes of memory available now (Linux's MemAvailable), or None where that is not known."""
+    """Bytes of memory available now (Linux's MemAvailable), or infinity where that is not known."""
     with contextlib.suppress(OSError, StopIteration, ValueError), open('/proc/meminfo') as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith('MemAvailable:'))
-    return None
+    return math.inf
 
 def download_shakespeare(path):
     log(f"{path} is missing: downloading tiny shakespeare from {DATA_URL}")
@@ -436,11 +435,13 @@ def prompt_ids(config, chars):
     require(text, "the prompt is empty: give at least one character (the default is a newline)")
     return encode(text, chars, 'the prompt')
 
-def write_samples(run, step, losses):
-    """Write num_samples continuations of the prompt, under a header of the settings, to samples_<their hash>.txt."""
-    config, sample_only = run.config, run.config['sample_only']
+def write_samples(run):
+    """Write num_samples continuations of the prompt, under a header of the settings of run.checkpoint (the one loaded,
+    or the last saved) and of the sampling, to samples_<their hash>.txt."""
+    config, checkpoint = run.config, run.checkpoint
+    step, losses = checkpoint['step'], checkpoint['losses']
     generator = torch.Generator(run.device).manual_seed(config['seed'])
-    watch = sample_only and sys.stdout.isatty()  # a person sees the first sample being written
+    watch = config['sample_only'] and sys.stdout.isatty()  # a person sees the first sample being written
     if watch:
         print(decode(run.prompt.tolist(), run.chars), end='', flush=True)
     run.model.eval()
@@ -449,14 +450,12 @@ def write_samples(run, step, losses):
                              on_token=lambda new: print(run.chars[new[0]], end='', flush=True) if watch else None)
     if watch:
         print()
-    trained = run.checkpoint['config'] if sample_only else config
-    settings = {name: value for name, value in trained.items() if name not in ('resume', 'sample_only')}
+    settings = {name: value for name, value in checkpoint['config'].items() if name not in ('resume', 'sample_only')}
     sampling = {name: config[name] for name in SAMPLING_KEYS}
     digest = hashlib.sha1(json.dumps([settings, sampling], sort_keys=True).encode()).hexdigest()[:8]
-    trained_in = run.checkpoint.get('dtype', '?') if sample_only else str(run.dtype)[6:]
     lines = [f"# {SCRIPT} samples: diff two sample files to see what changed between runs",
-             f"# torch {torch.__version__}, device {run.device.type}, trained in {trained_in}, sampled in float32, "
-             f"{run.params:,} parameters",
+             f"# torch {torch.__version__}, device {run.device.type}, trained in {checkpoint.get('dtype', '?')}, "
+             f"sampled in float32, {run.params:,} parameters",
              f"# step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}, val_loss_full "
              f"{losses['val_loss_full']:.4f} ({losses['val_loss_full'] / math.log(2):.4f} bits per character)"]
     for stage, values in (('trained', settings), ('sampled', sampling)):
@@ -465,6 +464,7 @@ def write_samples(run, step, losses):
               for i, row in enumerate(ids)]
     path = os.path.join(config['out_dir'], f"samples_{digest}.txt")
     write_atomic(path, lambda f: f.write(('\n'.join(lines) + '\n').encode()))
+    log(f"wrote {path}")
     return path
 
 # ---- files
@@ -523,7 +523,7 @@ def save_checkpoint(run, step, losses):
                   'tokens': run.tokens, 'step_seconds': run.step_seconds, 'eval_seconds': run.eval_seconds,
                   'rng': {'batches': run.generator.get_state()}}  # dropout needs no state: train_step seeds it per step
     write_atomic(run.ckpt_path, lambda f: torch.save(checkpoint, f))
-    run.saved_step = step
+    run.checkpoint, run.saved_step = checkpoint, step
 
 def load_checkpoint(path):
     """A checkpoint of this script, loaded on the CPU with weights_only=True: tensors and plain values, never code."""
@@ -724,14 +724,10 @@ class TrainingError(Exception):
     exit_code = 1
 
 def main(config, overridden=()):
-    """Train (or resume, or only sample, or only score) as config says; returns the summary, or eval_only's figures."""
+    """Train, resume, sample or score, as config says: returns the summary, the samples' path or the figures."""
     run = Run(dict(config), overridden)
-    result = None
     with run.lock or contextlib.nullcontext():  # closing the lock file releases out_dir
-        if run.config['sample_only']:
-            log(f"wrote {write_samples(run, run.checkpoint['step'], run.checkpoint['losses'])}")
-        else:
-            result = score_text(run) if run.config['eval_only'] else train(run)
+        result = (write_samples if run.config['sample_only'] else score_text if run.config['eval_only'] else train)(run)
     if run.distributed:  # on every way out but an error, which ends the job anyway
         dist.barrier()  # together: a rank tearing down while rank 0 still scores and samples aborted (1 run in 27)
         dist.destroy_process_group()
@@ -800,7 +796,11 @@ def train(run):
     if run.rank != 0:
         return None
     save_checkpoint(run, config['max_iters'], losses)
-    samples_path = write_samples(run, config['max_iters'], losses)
+    per_byte = f", {losses['val_bpb']:.4f} per UTF-8 byte" if f"{losses['val_bpb']:.4f}" != f"{losses['val_bpc']:.4f}" else ""
+    log(f"val_loss_full {losses['val_loss_full']:.4f} nats = {losses['val_bpc']:.4f} bits per character{per_byte} (every "
+        f"val character once); trained {run.step_seconds + run.eval_seconds:.1f} s "
+        f"at {tokens_per_second:,.0f} tokens/s")
+    samples_path = write_samples(run)
     summary = {'script': SCRIPT, 'config': config, 'iters': config['max_iters'], **losses,
                'best_val_loss': run.best_val_loss, 'train_seconds': run.step_seconds + run.eval_seconds,
                'eval_seconds': run.eval_seconds, 'tokens': run.tokens, 'tokens_per_second': tokens_per_second,
@@ -808,10 +808,7 @@ def train(run):
                'params': run.params, 'torch': torch.__version__, 'samples_path': samples_path, 'checkpoint': run.ckpt_path}
     summary_path = os.path.join(config['out_dir'], 'summary.json')
     write_atomic(summary_path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
-    per_byte = f", {losses['val_bpb']:.4f} per UTF-8 byte" if f"{losses['val_bpb']:.4f}" != f"{losses['val_bpc']:.4f}" else ""
-    log(f"val_loss_full {losses['val_loss_full']:.4f} nats = {losses['val_bpc']:.4f} bits per character{per_byte} (every "
-        f"val character once); trained {summary['train_seconds']:.1f} s at {tokens_per_second:,.0f} tokens/s")
-    log(f"wrote {samples_path}, {summary_path}, {run.metrics_path}, {run.ckpt_path}")
+    log(f"wrote {summary_path}, {run.metrics_path}, {run.ckpt_path}")
     return summary
 
 def settle_budget(run):
