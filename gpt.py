@@ -271,7 +271,7 @@ class UsageError(Exception):
     """A problem with what the person asked for: reported as one line on stderr, exit code 2."""
     exit_code = 2
 
-TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string',
+TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a finite number', str: 'a string',
               type(None): 'an integer or none'}  # a None default (top_k) takes an integer
 
 def parse_overrides(args, defaults):
@@ -296,7 +296,8 @@ def parse_overrides(args, defaults):
             default = defaults[name]
             if isinstance(default, float) and type(value) is int:
                 value = float(value)
-            require(type(value) is type(default) or (default is None and type(value) is int),
+            fits = type(value) is type(default) or (default is None and type(value) is int)
+            require(fits and (type(value) is not float or math.isfinite(value)),
                     f"{where}{name} must be {TYPE_NAMES[type(default)]}, got {value!r}")
             config[name] = value
             overridden.append(name)
@@ -316,14 +317,14 @@ def read_config_file(path):
             settings.append((target.id, ast.literal_eval(statement.value)))
         except (AttributeError, ValueError, TypeError):
             raise UsageError(f"{path} line {statement.lineno}: expected `name = value` with a plain value (a "
-                             f"number, string, True, False or None), found `{ast.unparse(statement)[:60]}`") from None
+                             f"number, string, True, False or None), found `{' '.join(ast.unparse(statement).split())[:60]}`") from None
     return settings
 
 def require(ok, message):
     if not ok:
         raise UsageError(message)
 
-def check_config(config):
+def check_config(config, overridden=()):
     for name in ('batch_size', 'block_size', 'max_iters', 'learning_rate', 'eval_interval', 'eval_iters',
                  'log_interval', 'num_samples', 'gradient_accumulation_steps'):
         require(config[name] > 0, f"{name} must be positive, got {config[name]}")
@@ -332,9 +333,16 @@ def check_config(config):
         require(config[name] >= 0, f"{name} must not be negative, got {config[name]}")
     for name in ('beta1', 'beta2'):
         require(0 <= config[name] < 1, f"{name} must be in [0, 1), got {config[name]}")
+    require(config['out_dir'].strip(), "out_dir is empty: give the folder for this run's files")
     require(config['top_k'] is None or config['top_k'] >= 1, f"top_k must be at least 1 (or none), got {config['top_k']}")
     for name, allowed in (('dtype', 'auto float32 bfloat16 float16'), ('eval_split', 'all val'), ('unknown', 'error skip')):
         require(config[name] in allowed.split(), f"{name} must be {' or '.join(allowed.split())}, got '{config[name]}'")
+    fresh = not (config['resume'] or config['sample_only'] or config['eval_only'])
+    for name in sorted(set(overridden) & {'eval_split', 'unknown'}):
+        require(config['eval_only'], f"{name} is for --eval_only=true (scoring a text) only: drop it, or add that")
+    for name in sorted(set(overridden) & {'max_iters', 'lr_decay_iters'}):
+        require(not (fresh and config['time_budget']), f"time_budget = {config['time_budget']:g} settles {name} "
+                f"itself: drop {name}, or give --time_budget=0 to set it")
     check_model_config(config)
 
 # ---- data
@@ -348,12 +356,12 @@ def read_text(path):
         download_shakespeare(path)
     decoder, start = codecs.getincrementaldecoder('utf-8')(), 0
     try:
+        info, available = os.stat(path), available_memory()  # before opening: opening a pipe may wait for a writer
+        require(stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode),
+                f"input_path {path} is not a file (a pipe?): it is read twice, save it to a file first")
+        require(info.st_size <= available, f"input_path {path} is {info.st_size:,} bytes, more than the "
+                f"{available:,} bytes of memory available (training holds a byte per character): use a part of it")
         with open(path, 'rb') as f:
-            info, available = os.fstat(f.fileno()), available_memory()
-            require(stat.S_ISREG(info.st_mode),
-                    f"input_path {path} is not a file (a pipe?): it is read twice, save it to a file first")
-            require(info.st_size <= available, f"input_path {path} is {info.st_size:,} bytes, more than the "
-                    f"{available:,} bytes of memory available (training holds a byte per character): use a part of it")
             while raw := f.read(READ_BYTES):
                 yield decoder.decode(raw)  # a character that raw cuts short is held for the next read
                 start += len(raw)
@@ -482,7 +490,7 @@ def full_loss(model, data, window, overlap, batch_size, autocast, stop_requested
         with autocast:
             total += model(x.to(device), y.to(device))[1].item() * (y != -1).sum().item()
     model.train()
-    return total / n
+    return math.nan if stop_requested else total / n  # a part scored is not the loss
 
 def loss_and_bits(run, data, stop_requested=()):
     """full_loss of data in nats, and in bits per character and per UTF-8 byte of the characters it scores."""
@@ -499,13 +507,14 @@ def score_text(run):
     text = ''.join(read_text(config['input_path']))
     checksum = hashlib.sha256(text.encode()).hexdigest()
     if config['eval_split'] == 'val':
-        text = split_data(text, shortest_split(config))['val']
+        text = text[int(0.9 * len(text)):]  # as split_data cuts it
     unknown = ''.join(sorted(set(text) - set(run.chars)))
     require(not unknown or config['unknown'] == 'skip', f"{config['input_path']} has characters that are not in the "
             f"checkpoint's vocabulary: {' '.join(map(repr, unknown))} (--unknown=skip leaves them out and scores the rest)")
     scored = text.translate(dict.fromkeys(map(ord, unknown))) if unknown else text  # the model reads on past them
-    require(len(scored) >= full_val_windows(config)[1] + 2,
-            f"{config['input_path']} has {len(scored)} characters: too few to score")
+    minimum = full_val_windows(config)[1] + 2
+    require(len(scored) >= minimum, f"{config['input_path']} leaves {len(scored):,} characters to score, fewer than the "
+            f"{minimum} {SCRIPT} needs")
     data = encode(scored, run.chars, 'the text')  # on the host: only a batch at a time goes to the device
     loss, bpc, bpb = loss_and_bits(run, data).values()
     figures = {'script': SCRIPT, 'checkpoint': run.source, 'step': run.checkpoint['step'], 'input_path': config['input_path'],
@@ -531,6 +540,7 @@ def sample_next(logits, temperature, top_k, generator):
     return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
 
 SAMPLING_KEYS = ('seed', 'device', 'dtype', 'num_samples', 'max_new_tokens', 'temperature', 'top_k', 'prompt')
+SCORING_KEYS = ('device', 'dtype', 'batch_size', 'input_path')  # and eval_only's own
 
 def prompt_ids(config, chars):
     """The prompt (or the text of the file that FILE:path names) as character ids, checked before any training."""
@@ -543,7 +553,8 @@ def prompt_ids(config, chars):
             with open(text[5:], encoding='utf-8') as f:
                 text = f.read()
         except (OSError, UnicodeDecodeError) as e:
-            raise UsageError(f"cannot read the prompt file {text[5:]}: {getattr(e, 'strerror', None) or e}") from None
+            raise UsageError(f"cannot read the prompt file {text[5:]}: {getattr(e, 'strerror', None) or e} "
+                             f"(--prompt=... gives another)") from None
     require(text, "the prompt is empty: give at least one character (the default is a newline)")
     return encode(text, chars, 'the prompt')
 
@@ -584,7 +595,11 @@ SCRIPT = os.path.basename(__file__)
 
 def log(message):
     if os.environ.get('RANK', '0') == '0':  # rank 0 only: the other processes of a torchrun job stay quiet
-        tqdm.write(message)  # above any progress bar
+        try:
+            tqdm.write(message)  # above any progress bar
+            sys.stdout.flush()  # now: a reader that went away (`| head`) is found here
+        except BrokenPipeError:  # the run goes on, printing nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 def write_atomic(path, write):
     """write(f) into a temporary file beside path, then rename it over path: readers see the old file or the new."""
@@ -600,32 +615,32 @@ def write_atomic(path, write):
             os.remove(tmp)
         raise
 
-def claim_out_dir(config):
-    """Lock out_dir (the OS drops the lock when the process ends: a crash never leaves it held). A fresh run first
-    moves the run it finds there, whole, to <out_dir>-<time of its newest file>, so that nothing is overwritten."""
-    out_dir = os.path.normpath(config['out_dir'])
+def lock_out_dir(out_dir):
+    """Lock out_dir, made if need be (the OS drops the lock when the process ends: a crash never leaves it held)."""
     try:
         os.makedirs(out_dir, exist_ok=True)
         lock = open(os.path.join(out_dir, '.lock'), 'a')
         if fcntl:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        names = [name for name in os.listdir(out_dir)
-                 if name in ('ckpt.pt', 'summary.json', 'metrics.jsonl', 'eval.json') or name.startswith('samples_')]
-        fresh = not (config['resume'] or config['sample_only'] or config['eval_only'])
-        if fresh and {'ckpt.pt', 'summary.json', 'metrics.jsonl'} & set(names):
-            newest = max(os.path.getmtime(os.path.join(out_dir, name)) for name in names)
-            base = f"{out_dir}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(newest))}"
-            aside = next(name for name in [base] + [f"{base}-{n}" for n in range(2, 1000)] if not os.path.exists(name))
-            os.mkdir(aside)
-            for name in names:
-                os.replace(os.path.join(out_dir, name), os.path.join(aside, name))
-            log(f"{out_dir} held an earlier run: moved it to {aside}")
+        return lock
     except BlockingIOError:
         raise UsageError(f"out_dir {out_dir} is in use by a run that is still training, sampling or scoring: "
                          f"wait for it to end, or set another --out_dir") from None
     except OSError as e:
         raise UsageError(f"cannot write to out_dir {out_dir}: {e.strerror}") from None
-    return lock
+
+def move_aside(out_dir):
+    """A fresh run first moves the run it finds in out_dir, whole, to <out_dir>-<time of its newest file>."""
+    names = [name for name in os.listdir(out_dir)
+             if name in ('ckpt.pt', 'summary.json', 'metrics.jsonl', 'eval.json') or name.startswith('samples_')]
+    if names:
+        newest = max(os.path.getmtime(os.path.join(out_dir, name)) for name in names)
+        base = f"{out_dir}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(newest))}"
+        aside = next(name for name in [base] + [f"{base}-{n}" for n in range(2, 1000)] if not os.path.exists(name))
+        os.mkdir(aside)
+        for name in names:
+            os.replace(os.path.join(out_dir, name), os.path.join(aside, name))
+        log(f"{out_dir} held an earlier run: moved it to {aside}")
 
 def save_checkpoint(run, step, losses):
     """Everything needed to continue or to sample, as tensors and plain values so weights_only loading works."""
@@ -639,14 +654,15 @@ def save_checkpoint(run, step, losses):
 
 def load_checkpoint(path):
     """A checkpoint of this script, loaded on the CPU with weights_only=True: tensors and plain values, never code."""
-    require(os.path.exists(path), f"no checkpoint at {path}: train first (without --resume), or set --out_dir")
+    require(os.path.isfile(path), f"no checkpoint at {path}: check --out_dir (or --init_from), or train first")
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # a truncated zip, random bytes, a pickled object: whatever it is, it is not loaded
         if 'Unsupported global' in str(e):
             raise UsageError(f"{path} holds pickled Python objects, which could run code when loaded: refused") from None
         raise UsageError(f"{path} is damaged (corrupt or truncated): it cannot be loaded; train again") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get('script') != SCRIPT:
+    needed = {'script', 'model', 'optimizer', 'scaler', 'config', 'chars', 'step', 'losses', 'rng'}
+    if not isinstance(checkpoint, dict) or checkpoint.get('script') != SCRIPT or not needed <= checkpoint.keys():
         raise UsageError(f"{path} is not a checkpoint of {SCRIPT}")
     return checkpoint
 
@@ -667,6 +683,8 @@ class Run:
         self.rank, self.world_size = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
         self.ckpt_path = os.path.join(config['out_dir'], 'ckpt.pt')
         self.metrics_path = os.path.join(config['out_dir'], 'metrics.jsonl')
+        out_dir = os.path.normpath(config['out_dir'])  # locked before its checkpoint is read, if it exists
+        self.lock = lock_out_dir(out_dir) if self.rank == 0 and os.path.isdir(config['out_dir']) else None
         self.settle_config(config, overridden)
         self.device = pick_device(self.config['device'], int(os.environ['LOCAL_RANK']) if self.distributed else None)
         self.dtype = pick_dtype(self.config['dtype'], self.device)
@@ -677,9 +695,13 @@ class Run:
             dist.init_process_group('nccl' if self.device.type == 'cuda' else 'gloo')
         self.chars, self.splits = ((self.checkpoint['chars'], None) if self.config['sample_only'] or self.config['eval_only'] else
                                    load_data(self.config, self.checkpoint, self.device))
-        self.prompt = prompt_ids(self.config, self.chars).long().to(self.device)
+        if not self.config['eval_only']:  # scoring needs no prompt
+            self.prompt = prompt_ids(self.config, self.chars).long().to(self.device)
         self.build_model()
-        self.lock = claim_out_dir(self.config) if self.rank == 0 else None  # last: every check above has passed
+        if self.rank == 0:  # last: every check above has passed
+            self.lock = self.lock or lock_out_dir(out_dir)
+            if not (self.config['resume'] or self.config['sample_only'] or self.config['eval_only']):
+                move_aside(out_dir)
 
     def settle_config(self, config, overridden):
         """Sets the config to run with, checked, and the checkpoint it starts from: out_dir's, init_from's, or None."""
@@ -689,18 +711,19 @@ class Run:
         if len(modes) > 1 and (modes[0] == 'resume' or modes[1] != 'init_from'):  # init_from may name what to load
             raise UsageError(f"{modes[0]} and {modes[1]} exclude each other: pick one")
         if modes == ['init_from'] and os.path.abspath(self.source) == os.path.abspath(self.ckpt_path):
-            raise UsageError(f"init_from is {self.ckpt_path}, which this run would overwrite: give it another --out_dir")
+            raise UsageError(f"init_from is {self.ckpt_path}, this run's own checkpoint: give it another --out_dir")
         self.checkpoint = load_checkpoint(self.source) if modes else None
         if modes:
             log(f"{doing[modes[0]]} from {self.source}, step {self.checkpoint['step']}")
             config, overridden = merge_checkpoint_config(config, overridden, self.checkpoint, modes == ['init_from'])
-        check_config(config)
+        check_config(config, overridden)
         self.config = config
         if overridden:
             log("overrides: " + ", ".join(f"{name}={config[name]!r}" for name in dict.fromkeys(overridden)))
         if config['resume']:
             check_resume(config, overridden, self.checkpoint)
-        require(config['gradient_accumulation_steps'] % self.world_size == 0,
+        require(config['sample_only'] or config['eval_only'] or
+                config['gradient_accumulation_steps'] % self.world_size == 0,
                 f"gradient_accumulation_steps ({config['gradient_accumulation_steps']}) must be divisible by the "
                 f"number of processes ({self.world_size})")
 
@@ -719,7 +742,7 @@ class Run:
             if resumed:
                 self.optimizer.load_state_dict(resumed['optimizer'])
         except (RuntimeError, ValueError, KeyError) as e:
-            raise UsageError(f"{self.source} does not fit this model: {str(e).splitlines()[0]}") from None
+            raise UsageError(f"{self.source} does not fit this model: {' '.join(str(e).split())[:300]}") from None
         if resumed:
             if resumed['scaler']:  # empty unless the checkpoint was trained in float16
                 self.scaler.load_state_dict(resumed['scaler'])
@@ -749,14 +772,15 @@ def merge_checkpoint_config(config, overridden, checkpoint, starting):
     weights, this command's with its model shape. Sampling takes only the sampling overrides, saying what it ignores."""
     trained = checkpoint['config']
     own = ('resume', 'sample_only', 'eval_only', 'eval_split', 'unknown', 'out_dir')  # always this command's settings
-    merged = dict(config, **{name: trained[name] for name in (MODEL_KEYS if starting else trained) if name not in own})
-    if config['sample_only']:
+    merged = dict(config, **{name: trained[name] for name in (MODEL_KEYS if starting else trained) if name in trained and name not in own})
+    if config['sample_only'] or config['eval_only']:
+        used = SAMPLING_KEYS if config['sample_only'] else SCORING_KEYS
         ignored = [name for name in dict.fromkeys(overridden)  # init_from names the checkpoint: not ignored
-                   if name not in SAMPLING_KEYS + ('init_from',) and config[name] != merged[name]]
+                   if name not in used + ('init_from',) and config[name] != merged[name]]
         if ignored:
-            log("sampling takes the model as it was trained: ignored " + ", ".join(
-                f"{name}={config[name]!r} (trained with {merged[name]!r})" for name in ignored))
-        overridden = [name for name in overridden if name in SAMPLING_KEYS]
+            log(f"{'sampling' if config['sample_only'] else 'scoring'} takes the model as it was trained: ignored "
+                + ", ".join(f"{name}={config[name]!r} (trained with {merged[name]!r})" for name in ignored))
+        overridden = [name for name in overridden if name in used]
     for name in overridden:
         if name in MODEL_KEYS and config[name] != merged[name]:
             raise UsageError(f"{name} = {config[name]!r} here, but the checkpoint was trained with {name} = "
@@ -769,6 +793,8 @@ def check_resume(config, overridden, checkpoint):
     step, trained = checkpoint['step'], checkpoint['config']
     require(config['max_iters'] >= step, f"max_iters = {config['max_iters']}, but the checkpoint is at step {step}: "
                                          f"give --max_iters={step} or more (or --sample_only=true to sample from it)")
+    if 'time_budget' in overridden and config['time_budget'] != trained.get('time_budget', 0.0):
+        log(f"note: time_budget={config['time_budget']!r} changes nothing: a resumed run goes on to max_iters")
     for name in sorted({'learning_rate', 'min_lr', 'warmup_iters', 'lr_decay_iters'} & set(overridden)):
         before = dict(config, **{name: trained[name]})
         if config[name] != trained[name] and all(learning_rate_at(s, config) == learning_rate_at(s, before)
@@ -1071,6 +1097,9 @@ def run_command_line(args):
     except KeyboardInterrupt as e:
         print(f"{prefix}: interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr)
         return 130
+    except OSError as e:  # a full disk, out_dir removed under the run: the last checkpoint stays what it was
+        print(f"{prefix}: error: {e}", file=sys.stderr)
+        return 1
     return 0
 # ==================================================================================== end of the engine
 

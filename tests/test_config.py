@@ -111,7 +111,8 @@ def test_unknown_name_without_near_miss(script):
     ('--max_iters=true', ['max_iters', 'an integer']),
     ('--resume=2', ['resume', 'true or false', '2']),
     ('--resume=yes', ['resume', 'true or false']),
-    ('--learning_rate=fast', ['learning_rate', 'a number', 'fast']),
+    ('--learning_rate=fast', ['learning_rate', 'a finite number', 'fast']),
+    ('--time_budget=1e999', ['time_budget', 'a finite number', 'inf']),
     ('--top_k=1.5', ['top_k', 'an integer or none']),
 ])
 def test_wrong_type(script, arg, words):

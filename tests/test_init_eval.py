@@ -140,7 +140,7 @@ def test_fine_tuned_run_resumes_and_samples(fine_tuned):
 
 def test_init_from_refusals(base, tmp_path, text_file):
     """A model-shape override that contradicts the checkpoint, resume with init_from, a checkpoint of another
-    script, and out_dir's own checkpoint (the new run would overwrite it): each a UsageError naming the problem."""
+    script, and out_dir's own checkpoint (the new run would move it aside): each a UsageError naming the problem."""
     start = f"--init_from={base / 'out' / 'ckpt.pt'}"
     gpt, mlp = load('gpt'), load('mlp')
     with pytest.raises(gpt.UsageError, match='n_layer = 3 here, but the checkpoint was trained with n_layer = 2'):
@@ -149,7 +149,7 @@ def test_init_from_refusals(base, tmp_path, text_file):
         gpt.main(*gpt.parse_overrides([start, '--resume=true'], tiny_config(gpt, tmp_path, text_file)))
     with pytest.raises(mlp.UsageError, match='not a checkpoint of mlp.py'):
         mlp.main(*mlp.parse_overrides([start], tiny_config(mlp, tmp_path, text_file)))
-    with pytest.raises(gpt.UsageError, match='which this run would overwrite: give it another --out_dir'):
+    with pytest.raises(gpt.UsageError, match="this run's own checkpoint: give it another --out_dir"):
         gpt.main(*gpt.parse_overrides([start, f"--out_dir={base / 'out'}"], tiny_config(gpt, tmp_path, text_file)))
     assert not os.path.exists(tmp_path / 'out')
 

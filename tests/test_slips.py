@@ -1,0 +1,195 @@
+"""Slips a tester made on purpose: each one used to lose a run, hang, print a traceback or say something untrue."""
+import fcntl
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT, load, run_script, tiny_args
+
+
+def run(module, tmp_path, text_file, *args, **settings):
+    """main() of module on the tiny run in tmp_path/out, with these settings and then these arguments."""
+    return module.main(*module.parse_overrides(tiny_args(module.SCRIPT[:-3], tmp_path, text_file, **settings)
+                                               + list(args), module.DEFAULTS))
+
+
+@pytest.fixture(scope='module')
+def bigram():
+    return load('bigram')
+
+
+def test_the_lock_is_held_before_out_dirs_checkpoint_is_read(bigram, tmp_path, text_file, monkeypatch):
+    """A run that ends between another command's reading of its checkpoint and that command's lock would leave it
+    sampling (or resuming) stale weights: the lock comes first, so the checkpoint read is the one locked."""
+    run(bigram, tmp_path, text_file)
+    load_checkpoint, held = bigram.load_checkpoint, []
+
+    def probing(path):
+        with open(os.path.join(tmp_path, 'out', '.lock'), 'a') as probe:
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held.append(False)
+            except BlockingIOError:
+                held.append(True)
+        return load_checkpoint(path)
+
+    monkeypatch.setattr(bigram, 'load_checkpoint', probing)
+    for mode in ('--sample_only=true', '--eval_only=true', '--resume=true'):
+        run(bigram, tmp_path, text_file, mode)
+    assert held == [True, True, True]
+
+
+def test_a_pipe_by_name_is_refused_without_waiting_for_a_writer(tmp_path):
+    """Opening a FIFO that nobody writes to waits forever: it is refused before it is opened."""
+    fifo = tmp_path / 'fifo'
+    os.mkfifo(fifo)
+    code = f"import bigram\ntry:\n    next(bigram.read_text({str(fifo)!r}))\nexcept bigram.UsageError as e:\n    print(e)"
+    result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert 'is not a file (a pipe?)' in result.stdout
+
+
+def test_a_stopped_val_loss_full_is_nan_not_a_part(bigram):
+    """Ctrl-C while val_loss_full is scored: the part scored over every character would be a wrong, low loss."""
+    model = bigram.Bigram(5)
+    data = torch.randint(5, (1000,))
+    loss = bigram.full_loss(model, data, 8, 1, 4, torch.autocast('cpu', enabled=False), stop_requested=[2])
+    assert math.isnan(loss)
+    assert math.isfinite(bigram.full_loss(model, data, 8, 1, 4, torch.autocast('cpu', enabled=False)))
+
+
+def test_scoring_needs_no_prompt(bigram, tmp_path, text_file):
+    """eval_only never samples: a prompt file gone since training (or a prompt outside the text) does not matter."""
+    prompt = tmp_path / 'prompt.txt'
+    prompt.write_text('ROMEO:', encoding='utf-8')
+    run(bigram, tmp_path, text_file, f'--prompt=FILE:{prompt}')
+    os.remove(prompt)
+    figures = run(bigram, tmp_path, text_file, '--eval_only=true', '--eval_split=val')
+    assert math.isfinite(figures['loss'])
+    with pytest.raises(bigram.UsageError, match=r'cannot read the prompt file .*\(--prompt=\.\.\. gives another\)'):
+        run(bigram, tmp_path, text_file, '--sample_only=true')
+
+
+def test_scoring_says_which_overrides_it_ignores(bigram, tmp_path, text_file, capsys):
+    """Training settings given to eval_only change nothing: it says so, as sample_only does."""
+    run(bigram, tmp_path, text_file)
+    capsys.readouterr()
+    run(bigram, tmp_path, text_file, '--eval_only=true', '--learning_rate=0.5', '--batch_size=4')
+    out = capsys.readouterr().out
+    assert 'scoring takes the model as it was trained: ignored learning_rate=0.5 (trained with 0.03)' in out
+    assert 'overrides: batch_size=4' in out and 'overrides: learning_rate' not in out
+
+
+def test_scoring_settings_without_eval_only_are_refused(bigram, tmp_path, text_file):
+    """--eval_split=val without --eval_only=true would train (and move the last run aside): refused."""
+    for arg in ('--eval_split=val', '--unknown=skip'):
+        with pytest.raises(bigram.UsageError, match=f"{arg[2:].split('=')[0]} is for --eval_only=true"):
+            run(bigram, tmp_path, text_file, arg)
+    assert not os.path.exists(tmp_path / 'out')
+
+
+def test_a_step_count_with_a_time_budget_is_refused(bigram, tmp_path, text_file):
+    """The budget settles max_iters and lr_decay_iters: one given as well would be replaced (and a resume command
+    keeping it would train to the wrong step). Resuming a budgeted run to a new max_iters stays allowed."""
+    for arg in ('--max_iters=50', '--lr_decay_iters=50'):
+        with pytest.raises(bigram.UsageError, match=f"time_budget = 1 settles {arg[2:-3]} itself: drop {arg[2:-3]}, "
+                                                    f"or give --time_budget=0"):
+            run(bigram, tmp_path, text_file, '--time_budget=1', arg)
+    run(bigram, tmp_path, text_file)
+    summary = run(bigram, tmp_path, text_file, '--resume=true', '--time_budget=1', '--max_iters=40')
+    assert summary['iters'] == 40
+
+
+def test_a_budget_given_to_a_resume_is_said_to_change_nothing(bigram, tmp_path, text_file, capsys):
+    run(bigram, tmp_path, text_file)
+    run(bigram, tmp_path, text_file, '--resume=true', '--time_budget=5', '--max_iters=40')
+    assert 'note: time_budget=5.0 changes nothing: a resumed run goes on to max_iters' in capsys.readouterr().out
+
+
+def test_scoring_a_short_val_split_names_the_minimum(tmp_path):
+    """eval_split=val checks what it scores (the val part, padded as a whole file is), not the train split,
+    and never advises a block_size the checkpoint fixes."""
+    gpt = load('gpt')
+    text = tmp_path / 'text.txt'
+    text.write_text('abcdefghij\n' * 2000, encoding='utf-8')
+    run(gpt, tmp_path, str(text))
+    short = tmp_path / 'short.txt'
+    short.write_text('abcdefghij' * 10, encoding='utf-8')
+    figures = run(gpt, tmp_path, str(short), '--eval_only=true', '--eval_split=val')
+    assert figures['characters'] == 9
+    short.write_text('abcdefghij', encoding='utf-8')
+    with pytest.raises(gpt.UsageError) as info:
+        run(gpt, tmp_path, str(short), '--eval_only=true', '--eval_split=val')
+    assert 'leaves 1 characters to score, fewer than the 2 gpt.py needs' in str(info.value)
+    assert 'block_size' not in str(info.value)
+
+
+def test_an_incomplete_checkpoint_is_one_line(bigram, tmp_path, text_file):
+    run(bigram, tmp_path, text_file)
+    path = tmp_path / 'out' / 'ckpt.pt'
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint['chars']
+    torch.save(checkpoint, path)
+    for mode in ('--sample_only=true', '--eval_only=true', '--resume=true'):
+        with pytest.raises(bigram.UsageError, match='is not a checkpoint of bigram.py'):
+            run(bigram, tmp_path, text_file, mode)
+
+
+def test_a_checkpoint_older_than_a_model_setting(tmp_path, text_file):
+    """A gpt.py checkpoint from before `rope` existed (learned positions): init_from never fails with a KeyError;
+    the error says which weights do not fit."""
+    gpt = load('gpt')
+    run(gpt, tmp_path, text_file, '--rope=false')
+    path = tmp_path / 'out' / 'ckpt.pt'
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint['config']['rope']
+    torch.save(checkpoint, path)
+    with pytest.raises(gpt.UsageError, match=r'does not fit this model: .*Unexpected key\(s\) in state_dict: '
+                                             r'"position_embedding'):
+        run(gpt, tmp_path, text_file, f'--init_from={path}', f"--out_dir={tmp_path / 'new'}")
+    summary = run(gpt, tmp_path, text_file, f'--init_from={path}', '--rope=false', f"--out_dir={tmp_path / 'new'}")
+    assert summary['config']['init_from'] == str(path)
+
+
+def test_an_empty_out_dir_is_refused(bigram, tmp_path, text_file, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(bigram.UsageError, match='out_dir is empty'):
+        run(bigram, tmp_path, text_file, '--out_dir=')
+    assert os.listdir(tmp_path) == ['text.txt']
+
+
+def test_samples_of_another_model_are_moved_aside_too(bigram, tmp_path, text_file):
+    """sample_only --init_from=X into a new folder leaves X's samples there: a fresh run there moves them aside."""
+    run(bigram, tmp_path, text_file, f"--out_dir={tmp_path / 'a'}")
+    run(bigram, tmp_path, text_file, '--sample_only=true', f"--init_from={tmp_path / 'a' / 'ckpt.pt'}")
+    samples = [name for name in os.listdir(tmp_path / 'out') if name.startswith('samples_')]
+    run(bigram, tmp_path, text_file)
+    aside = [name for name in os.listdir(tmp_path) if name.startswith('out-')]
+    assert len(aside) == 1 and sorted(os.listdir(tmp_path / aside[0])) == samples
+
+
+def test_a_reader_that_goes_away_does_not_stop_the_run(tmp_path, text_file):
+    """`python bigram.py | head -3`: the run goes on to the end, quietly, and keeps every file."""
+    args = tiny_args('bigram', tmp_path, text_file, max_iters=200, eval_interval=20)
+    command = [sys.executable, os.path.join(ROOT, 'bigram.py'), *args]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=dict(os.environ, OMP_NUM_THREADS='1'))
+    process.stdout.readline()
+    process.stdout.close()
+    stderr = process.communicate(timeout=120)[1].decode()
+    assert process.returncode == 0 and 'Traceback' not in stderr and 'Broken pipe' not in stderr, stderr
+    with open(tmp_path / 'out' / 'summary.json') as f:
+        assert json.load(f)['iters'] == 200
+
+
+def test_a_write_that_fails_mid_run_is_one_line(tmp_path, text_file):
+    """A full disk or a folder removed under the run: one line and exit code 1, not a traceback."""
+    os.makedirs(tmp_path / 'out' / 'ckpt.pt.tmp')  # the checkpoint cannot be written
+    result = run_script('bigram', tiny_args('bigram', tmp_path, text_file))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and 'Traceback' not in result.stderr, result.stderr
+    assert lines[-1].startswith('bigram.py: error: [Errno 21] Is a directory') and 'ckpt.pt.tmp' in lines[-1]
