@@ -62,6 +62,8 @@ def parse_args(args):
         if name == '--sort' and value in ('val_loss_full', 'none'):
             sort = value
         elif name == '--png' and value:
+            if os.path.splitext(value)[1].lower() != '.png':
+                raise UsageError(f"{arg}: the picture is a PNG, its path must end in .png")
             png_path = value
         elif arg.startswith('--'):
             raise UsageError(f"unknown option {arg}: the options are --sort=val_loss_full, --sort=none, --png=PATH")
@@ -174,17 +176,18 @@ def read_sample_file(path):
         name, equals, value = line.partition(' = ')
         if equals and not line.startswith('#'):
             settings[name] = literal(value)
-    ran_on = re.search(r'device (\S+), dtype (\S+),', header)
+    # '# torch 2.13.0+cpu, device cpu, trained in bfloat16, sampled in float32, ...' ('dtype bfloat16' in older files)
+    ran_on = re.search(r'device (\S+), (?:trained in|dtype) (\S+),', header)
     if settings and ran_on:
         settings.update(device=ran_on[1], dtype=ran_on[2])
     return script, settings or None, samples[0].strip('\n') if samples else None
 
 def literal(text):
-    """A value the header wrote with repr(), read back; the text itself when it is no literal (nan, inf)."""
+    """A value the header wrote with repr(), read back: nan and inf, no literals, with float(); other text as it is."""
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        return text
+        return float(text) if text.lstrip('-') in ('nan', 'inf') else text
 
 def reason(error):
     return error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
@@ -208,11 +211,11 @@ def differing_settings(runs):
     return [name for name in names if len({shown(settings, name) for settings in known}) > 1]
 
 def shown(settings, name):
-    """A setting as the table shows it: '-' for a key this run's script lacks, '?' for a run of unknown settings."""
+    """A setting as the table shows it, with repr() (a prompt '\\n' stays on its row): '-' for a key this run's script
+    lacks, '?' for a run of unknown settings."""
     if settings is None:
         return '?'
-    value = settings.get(name, '-')
-    return value if isinstance(value, str) else repr(value)
+    return repr(settings[name]) if name in settings else '-'
 
 def figures(run):
     """steps, seconds, tokens/s, val_loss_full, val_bpc: from summary.json, else from the last evaluation."""
@@ -276,9 +279,13 @@ def loss_range(curves):
     return min(losses), max(losses)
 
 def default_png_path(runs):
-    """compare.png in the folder that holds all the runs (out/ for out/base and out/wide)."""
+    """compare.png in the folder that holds all the runs (out/ for out/base and out/wide); in the current folder
+    when that is the filesystem root (runs in unrelated places: out/c1 and /tmp/a b/run 1)."""
     parents = [os.path.dirname(os.path.abspath(run['folder'])) for run in runs]
-    return os.path.relpath(os.path.join(os.path.commonpath(parents), 'compare.png'))
+    common = os.path.commonpath(parents)
+    if os.path.dirname(common) == common:  # the root: no folder of runs to write beside
+        return 'compare.png'
+    return os.path.relpath(os.path.join(common, 'compare.png'))
 
 def draw_picture(runs, png_path):
     """Two panels, loss against step and against training seconds; False when matplotlib is not installed."""

@@ -51,10 +51,10 @@ def write_run(folder, val_loss_full=2.0, script='gpt.py', finished=True, sample=
     return str(folder)
 
 
-def write_sample_file(path, script, config, text):
+def write_sample_file(path, script, config, text, ran_on='device cpu, trained in bfloat16, sampled in float32'):
     """A sample file in write_samples' layout: # lines, name = value lines, then each sample under its marker."""
     header = [f"# {script} samples: diff two sample files to see what changed between runs",
-              "# torch 2.13.0+cpu, device cpu, dtype bfloat16, 1,000 parameters", "# step 100: train loss 2.0000"]
+              f"# torch 2.13.0+cpu, {ran_on}, 1,000 parameters", "# step 100: train loss 2.0000"]
     header += [f"{name} = {value!r}" for name, value in config.items() if name not in ('resume', 'sample_only')]
     body = [f"\n-------- sample {i} of 2 --------\n{text if i == 1 else 'the second sample'}" for i in (1, 2)]
     with open(path, 'w', encoding='utf-8') as f:
@@ -147,6 +147,19 @@ def test_runs_of_two_scripts_compare(tmp_path, monkeypatch, no_picture, capsys):
     assert '  1  out/gpt (gpt.py)\n' in output and '  2  out/bigram (bigram.py)\n' in output  # the chart's legend
 
 
+def test_a_string_setting_is_shown_with_repr(tmp_path, monkeypatch, no_picture, capsys):
+    """The default prompt is a newline: shown as '\\n', it keeps its run on one row and in one legend line."""
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path / 'bg1', 2.0, script='bigram.py')
+    write_run(tmp_path / 'bg2', 2.1, script='bigram.py', prompt='ROMEO:')
+    assert compare.main(['bg1', 'bg2']) == 0
+    output = capsys.readouterr().out
+    header, rows = table(output)
+    assert header[2] == 'prompt'
+    assert [cells[:3] for _, cells in rows] == [['bg1', 'bigram.py', r"'\n'"], ['bg2', 'bigram.py', "'ROMEO:'"]]
+    assert "  1  bg1 prompt='\\n'\n" in output and "  2  bg2 prompt='ROMEO:'\n" in output  # the chart's legend
+
+
 # ------------------------------------------------------------------------------ the curves
 def test_the_picture_is_written_beside_the_runs(runs, capsys):
     pytest.importorskip('matplotlib')
@@ -172,6 +185,12 @@ def test_without_matplotlib_the_val_curves_are_drawn_in_the_terminal(runs, tmp_p
     assert '1' in rows[0] and '3' in ''.join(rows)  # the base run starts highest (after step 0)
     assert 'pip install -r requirements-extra.txt' in result.stdout
     assert not os.path.exists(tmp_path / 'runs' / 'compare.png')
+
+
+def test_runs_in_unrelated_places_put_the_picture_in_the_current_folder(runs):
+    base, wide, elsewhere = {'folder': 'runs/base'}, {'folder': 'runs/wide'}, {'folder': '/elsewhere/a b/run 1'}
+    assert compare.default_png_path([base, wide]) == os.path.join('runs', 'compare.png')
+    assert compare.default_png_path([base, elsewhere]) == 'compare.png'  # not /compare.png: their common folder is /
 
 
 # ------------------------------------------------------------------------------ the samples
@@ -253,6 +272,20 @@ def test_odd_folders_are_shown_as_what_they_are(tmp_path, monkeypatch, capsys):
     assert "==== interrupted (?) ====\n(no sample file)\n" in output
 
 
+@pytest.mark.parametrize('ran_on', ['device cpu, trained in bfloat16, sampled in float32',
+                                    'device cpu, dtype bfloat16'])  # sample files of before the 'trained in' header
+def test_an_unfinished_run_ran_on_what_its_sample_file_says(tmp_path, monkeypatch, no_picture, capsys, ran_on):
+    """The device and dtype in the sample file's header ('dtype bfloat16' in older files), not the config's 'auto'."""
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path / 'finished', 2.0)
+    folder = write_run(tmp_path / 'interrupted', 2.2, finished=False, sample=None, n_embd=96)
+    write_sample_file(os.path.join(folder, 'samples_1234abcd.txt'), 'gpt.py', dict(GPT, n_embd=96), SAMPLE, ran_on)
+    assert compare.main(['finished', 'interrupted']) == 0
+    header, rows = table(capsys.readouterr().out)
+    assert header[2:4] == ['n_embd', 'steps']
+    assert [cells[:3] for _, cells in rows] == [['finished', 'gpt.py', '64'], ['interrupted', 'gpt.py', '96']]
+
+
 def test_only_folders_that_are_not_runs_exit_1(tmp_path):
     (tmp_path / 'empty').mkdir()
     result = run_compare(['empty'], cwd=tmp_path)
@@ -265,6 +298,8 @@ def test_only_folders_that_are_not_runs_exit_1(tmp_path):
     (['runs/base', 'runs/nope'], "compare.py: error: runs/nope does not exist\n"),
     (['runs/base', '--sort=steps'], "compare.py: error: unknown option --sort=steps"),
     ([], "compare.py: error: no out/ folder here"),
+    (['runs/base', '--png=curves.xyz'], "compare.py: error: --png=curves.xyz: the picture is a PNG"),
+    (['runs/base', '--png=curves'], "compare.py: error: --png=curves: the picture is a PNG"),
 ])
 def test_a_missing_path_or_an_unknown_option_is_one_line_and_exit_2(runs, tmp_path, args, message):
     result = run_compare(args, cwd=tmp_path)
@@ -292,3 +327,6 @@ def test_two_real_runs_of_two_scripts(tmp_path, text_file):
     assert sorted(cells[:2] for _, cells in rows) == [['out/bigram', 'bigram.py'], ['out/gpt', 'gpt.py']]
     assert all(cells[-2] != '-' for _, cells in rows) and sum(best for best, _ in rows) == 1
     assert result.stdout.count('\n==== out/') == 2 and '(no sample file)' not in result.stdout
+    os.remove(tmp_path / 'out' / 'bigram' / 'summary.json')  # interrupted: its settings come from its sample file
+    header, _ = table(run_compare([], cwd=tmp_path).stdout)
+    assert 'n_embd' in header and 'dtype' not in header
