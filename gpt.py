@@ -24,6 +24,7 @@ import contextlib
 import copy
 import difflib
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -577,7 +578,7 @@ def write_samples(run):
     sampling = {name: config[name] for name in SAMPLING_KEYS}
     digest = hashlib.sha1(json.dumps([settings, sampling], sort_keys=True).encode()).hexdigest()[:8]
     lines = [f"# {SCRIPT} samples: diff two sample files to see what changed between runs",
-             f"# torch {torch.__version__}, device {run.device.type}, trained in {checkpoint.get('dtype', '?')}, "
+             f"# torch {torch.__version__}, device {run.device}, trained in {checkpoint.get('dtype', '?')}, "
              f"sampled in float32, {run.params:,} parameters",
              f"# step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}, val_loss_full "
              f"{losses['val_loss_full']:.4f} ({losses['val_loss_full'] / math.log(2):.4f} bits per character)"]
@@ -864,8 +865,9 @@ class TrainingError(Exception):
 def main(config, overridden=()):
     """Train, resume, sample or score, as config says: returns the summary, the samples' path or the figures."""
     run = Run(dict(config), overridden)
+    work = write_samples if run.config['sample_only'] else score_text if run.config['eval_only'] else train
     with run.lock or contextlib.nullcontext():  # closing the lock file releases out_dir
-        result = (write_samples if run.config['sample_only'] else score_text if run.config['eval_only'] else train)(run)
+        result = work(run) if work is train or run.rank == 0 else None  # one process samples or scores
     if run.distributed:  # on every way out but an error, which ends the job anyway
         dist.barrier()  # together: a rank tearing down while rank 0 still scores and samples aborted (1 run in 27)
         dist.destroy_process_group()
@@ -878,7 +880,8 @@ def train(run):
     if config['compile_model'] and run.device.type == 'cuda':
         run.fast_model = run.train_model = compiled(run)
     if run.world_size > 1:  # the only buffers (rotary frequencies) are constants: nothing to broadcast each step
-        run.train_model = DDP(run.fast_model, broadcast_buffers=False)
+        renamed = 'forward_sync_buffers' in inspect.signature(DDP).parameters  # in torch 2.13
+        run.train_model = DDP(run.fast_model, **{'forward_sync_buffers' if renamed else 'broadcast_buffers': False})
     if config['time_budget'] and not config['resume']:
         settle_budget(run)
     if run.rank == 0:

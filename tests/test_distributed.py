@@ -53,6 +53,16 @@ def test_indivisible_accumulation_is_a_clear_error(tmp_path, text_file):
     assert 'gpt.py", line' not in result.stderr  # torchrun prints its own summary; gpt.py prints one line
 
 
+def test_scoring_and_sampling_need_no_divisible_accumulation(tmp_path, text_file):
+    """gradient_accumulation_steps splits training steps: scoring or sampling under torchrun never refuses it, and
+    rank 0 alone samples or scores (two ranks writing one file collided: 1 run in 3 failed)."""
+    args = tiny_args('gpt', tmp_path, text_file, max_iters=4, eval_interval=2)
+    assert run_script('gpt', args, cwd=tmp_path).returncode == 0
+    for mode in ('--eval_only=true', '--sample_only=true'):
+        result = torchrun([os.path.join(ROOT, 'gpt.py'), *args, mode], cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_a_failing_rank_ends_the_job(tmp_path, text_file):
     """Rank 1 fails mid-run while rank 0 waits for it in a collective: torchrun ends the whole job, no hang."""
     launcher = tmp_path / 'fail_on_rank_1.py'
