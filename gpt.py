@@ -317,8 +317,9 @@ def read_config_file(path):
             (target,) = statement.targets
             settings.append((target.id, ast.literal_eval(statement.value)))
         except (AttributeError, ValueError, TypeError):
+            found = ' '.join(ast.unparse(statement).split())[:60]  # one line, even of an `if` block
             raise UsageError(f"{path} line {statement.lineno}: expected `name = value` with a plain value (a "
-                             f"number, string, True, False or None), found `{' '.join(ast.unparse(statement).split())[:60]}`") from None
+                             f"number, string, True, False or None), found `{found}`") from None
     return settings
 
 def require(ok, message):
@@ -773,7 +774,8 @@ def merge_checkpoint_config(config, overridden, checkpoint, starting):
     weights, this command's with its model shape. Sampling takes only the sampling overrides, saying what it ignores."""
     trained = checkpoint['config']
     own = ('resume', 'sample_only', 'eval_only', 'eval_split', 'unknown', 'out_dir')  # always this command's settings
-    merged = dict(config, **{name: trained[name] for name in (MODEL_KEYS if starting else trained) if name in trained and name not in own})
+    taken = [name for name in (MODEL_KEYS if starting else trained) if name in trained and name not in own]
+    merged = dict(config, **{name: trained[name] for name in taken})
     if config['sample_only'] or config['eval_only']:
         used = SAMPLING_KEYS if config['sample_only'] else SCORING_KEYS
         ignored = [name for name in dict.fromkeys(overridden)  # init_from names the checkpoint: not ignored
