@@ -228,8 +228,6 @@ def check_config(config, overridden=()):
     for name, allowed in (('dtype', 'auto float32 bfloat16 float16'), ('eval_split', 'all val'), ('unknown', 'error skip')):
         require(config[name] in allowed.split(), f"{name} must be {' or '.join(allowed.split())}, got '{config[name]}'")
     fresh = not (config['resume'] or config['sample_only'] or config['eval_only'])
-    for name in sorted(set(overridden) & {'eval_split', 'unknown'}):
-        require(config['eval_only'], f"{name} is for --eval_only=true (scoring a text) only: drop it, or add that")
     for name in sorted(set(overridden) & {'max_iters', 'lr_decay_iters'}):
         require(not (fresh and config['time_budget']), f"time_budget = {config['time_budget']:g} settles {name} "
                 f"itself: drop {name}, or give --time_budget=0 to set it")
@@ -250,7 +248,7 @@ def read_text(path):
         require(stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode),
                 f"input_path {path} is not a file (a pipe?): it is read twice, save it to a file first")
         require(info.st_size <= available, f"input_path {path} is {info.st_size:,} bytes, more than the "
-                f"{available:,} bytes of memory available (training holds a byte per character): use a part of it")
+                f"{available:,} bytes of memory available (a run holds a byte a character or more): use a part of it")
         with open(path, 'rb') as f:
             while raw := f.read(READ_BYTES):
                 yield decoder.decode(raw)  # a character that raw cuts short is held for the next read
@@ -403,8 +401,8 @@ def score_text(run):
             f"checkpoint's vocabulary: {' '.join(map(repr, unknown))} (--unknown=skip leaves them out and scores the rest)")
     scored = text.translate(dict.fromkeys(map(ord, unknown))) if unknown else text  # the model reads on past them
     minimum = full_val_windows(config)[1] + 2
-    require(len(scored) >= minimum, f"{config['input_path']} leaves {len(scored):,} characters to score, fewer than the "
-            f"{minimum} {SCRIPT} needs")
+    require(len(scored) >= minimum, f"{config['input_path']} has too few characters to score ({len(scored):,}; "
+            f"{SCRIPT} needs {minimum})")
     data = encode(scored, run.chars, 'the text')  # on the host: only a batch at a time goes to the device
     loss, bpc, bpb = loss_and_bits(run, data).values()
     figures = {'script': SCRIPT, 'checkpoint': run.source, 'step': run.checkpoint['step'], 'input_path': config['input_path'],
@@ -430,7 +428,7 @@ def sample_next(logits, temperature, top_k, generator):
     return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
 
 SAMPLING_KEYS = ('seed', 'device', 'dtype', 'num_samples', 'max_new_tokens', 'temperature', 'top_k', 'prompt')
-SCORING_KEYS = ('device', 'dtype', 'batch_size', 'input_path')  # and eval_only's own
+SCORING_KEYS = ('device', 'dtype', 'batch_size', 'input_path', 'eval_split', 'unknown')
 
 def prompt_ids(config, chars):
     """The prompt (or the text of the file that FILE:path names) as character ids, checked before any training."""
@@ -500,37 +498,38 @@ def write_atomic(path, write):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if isinstance(e, (OSError, RuntimeError)):  # a full disk: torch.save's zip writer says RuntimeError
+            raise OSError(f"cannot write {path}: {getattr(e, 'strerror', None) or e}") from None
         raise
 
-def lock_out_dir(out_dir):
-    """Lock out_dir, made if need be (the OS drops the lock when the process ends: a crash never leaves it held)."""
+def claim_out_dir(config):
+    """Lock out_dir (the OS drops the lock when the process ends: a crash never leaves it held). A fresh run first
+    moves the run it finds there, whole, to <out_dir>-<time of its newest file>, so that nothing is overwritten."""
+    out_dir = os.path.normpath(config['out_dir'])
     try:
         os.makedirs(out_dir, exist_ok=True)
         lock = open(os.path.join(out_dir, '.lock'), 'a')
         if fcntl:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return lock
+        names = [name for name in os.listdir(out_dir)
+                 if name in ('ckpt.pt', 'summary.json', 'metrics.jsonl', 'eval.json') or name.startswith('samples_')]
+        if names and not (config['resume'] or config['sample_only'] or config['eval_only']):
+            newest = max(os.path.getmtime(os.path.join(out_dir, name)) for name in names)
+            base = f"{out_dir}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(newest))}"
+            aside = next(name for name in [base] + [f"{base}-{n}" for n in range(2, 1000)] if not os.path.exists(name))
+            os.mkdir(aside)
+            for name in names:
+                os.replace(os.path.join(out_dir, name), os.path.join(aside, name))
+            log(f"{out_dir} held an earlier run: moved it to {aside}")
     except BlockingIOError:
         raise UsageError(f"out_dir {out_dir} is in use by a run that is still training, sampling or scoring: "
                          f"wait for it to end, or set another --out_dir") from None
     except OSError as e:
         raise UsageError(f"cannot write to out_dir {out_dir}: {e.strerror}") from None
-
-def move_aside(out_dir):
-    """A fresh run first moves the run it finds in out_dir, whole, to <out_dir>-<time of its newest file>."""
-    names = [name for name in os.listdir(out_dir)
-             if name in ('ckpt.pt', 'summary.json', 'metrics.jsonl', 'eval.json') or name.startswith('samples_')]
-    if names:
-        newest = max(os.path.getmtime(os.path.join(out_dir, name)) for name in names)
-        base = f"{out_dir}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(newest))}"
-        aside = next(name for name in [base] + [f"{base}-{n}" for n in range(2, 1000)] if not os.path.exists(name))
-        os.mkdir(aside)
-        for name in names:
-            os.replace(os.path.join(out_dir, name), os.path.join(aside, name))
-        log(f"{out_dir} held an earlier run: moved it to {aside}")
+    return lock
 
 def save_checkpoint(run, step, losses):
     """Everything needed to continue or to sample, as tensors and plain values so weights_only loading works."""
@@ -541,6 +540,12 @@ def save_checkpoint(run, step, losses):
                   'rng': {'batches': run.generator.get_state()}}  # dropout needs no state: train_step seeds it per step
     write_atomic(run.ckpt_path, lambda f: torch.save(checkpoint, f))
     run.checkpoint, run.saved_step = checkpoint, step
+
+def inode(path):
+    """Which file path is now (write_atomic's rename gives it a new one), or None."""
+    with contextlib.suppress(OSError):
+        return os.stat(path).st_ino
+    return None
 
 def load_checkpoint(path):
     """A checkpoint of this script, loaded on the CPU with weights_only=True: tensors and plain values, never code."""
@@ -573,8 +578,6 @@ class Run:
         self.rank, self.world_size = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
         self.ckpt_path = os.path.join(config['out_dir'], 'ckpt.pt')
         self.metrics_path = os.path.join(config['out_dir'], 'metrics.jsonl')
-        out_dir = os.path.normpath(config['out_dir'])  # locked before its checkpoint is read, if it exists
-        self.lock = lock_out_dir(out_dir) if self.rank == 0 and os.path.isdir(config['out_dir']) else None
         self.settle_config(config, overridden)
         self.device = pick_device(self.config['device'], int(os.environ['LOCAL_RANK']) if self.distributed else None)
         self.dtype = pick_dtype(self.config['dtype'], self.device)
@@ -588,10 +591,10 @@ class Run:
         if not self.config['eval_only']:  # scoring needs no prompt
             self.prompt = prompt_ids(self.config, self.chars).long().to(self.device)
         self.build_model()
-        if self.rank == 0:  # last: every check above has passed
-            self.lock = self.lock or lock_out_dir(out_dir)
-            if not (self.config['resume'] or self.config['sample_only'] or self.config['eval_only']):
-                move_aside(out_dir)
+        self.lock = claim_out_dir(self.config) if self.rank == 0 else None  # last: every check above has passed
+        if self.checkpoint:  # a run there that ended since it was read replaced it: these are old weights
+            require(inode(self.source) == self.checkpoint_inode,
+                    f"{self.source} was replaced while this command started (a run there ended): run it again")
 
     def settle_config(self, config, overridden):
         """Sets the config to run with, checked, and the checkpoint it starts from: out_dir's, init_from's, or None."""
@@ -602,6 +605,9 @@ class Run:
             raise UsageError(f"{modes[0]} and {modes[1]} exclude each other: pick one")
         if modes == ['init_from'] and os.path.abspath(self.source) == os.path.abspath(self.ckpt_path):
             raise UsageError(f"init_from is {self.ckpt_path}, this run's own checkpoint: give it another --out_dir")
+        misplaced = [name for name in ('eval_split', 'unknown') if name in overridden and not config['eval_only']]
+        require(not misplaced, f"{' and '.join(misplaced)}: for --eval_only=true (scoring a text) only")
+        self.checkpoint_inode = inode(self.source)  # before it is read
         self.checkpoint = load_checkpoint(self.source) if modes else None
         if modes:
             log(f"{doing[modes[0]]} from {self.source}, step {self.checkpoint['step']}")
@@ -828,8 +834,8 @@ def train(run):
         return None
     save_checkpoint(run, config['max_iters'], losses)
     per_byte = f", {losses['val_bpb']:.4f} per UTF-8 byte" if f"{losses['val_bpb']:.4f}" != f"{losses['val_bpc']:.4f}" else ""
-    log(f"val_loss_full {losses['val_loss_full']:.4f} nats = {losses['val_bpc']:.4f} bits per character{per_byte} (every "
-        f"val character once); trained {run.step_seconds + run.eval_seconds:.1f} s "
+    log(f"val_loss_full {losses['val_loss_full']:.4f} nats = {losses['val_bpc']:.4f} bits per character{per_byte} "
+        f"(every val character once); trained {run.step_seconds + run.eval_seconds:.1f} s "
         f"at {tokens_per_second:,.0f} tokens/s")
     samples_path = write_samples(run)
     summary = {'script': SCRIPT, 'config': config, 'iters': config['max_iters'], **losses,
@@ -974,8 +980,8 @@ def run_command_line(args):
     if '-h' in args or '--help' in args:
         with open(__file__, encoding='utf-8') as f:
             hyperparameters = f.read().split(' hyperparameters\n', 1)[1].split('\n# ---', 1)[0]
-        print(f"{__doc__.strip()}\n\nHyperparameters (--name=value overrides one; config files hold name = value lines):"
-              f"\n{hyperparameters}\n")
+        log(f"{__doc__.strip()}\n\nHyperparameters (--name=value overrides one; config files hold name = value lines):"
+            f"\n{hyperparameters}\n")
         return 0
     prefix = f"{SCRIPT}" + (f" [rank {os.environ['RANK']}]" if 'RANK' in os.environ else "")
     try:

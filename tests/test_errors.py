@@ -145,11 +145,11 @@ def bigram_trained(tmp_path_factory, shakespeare_text):
 
 
 def snapshot(folder):
-    """{name: sha256} of the files in folder ({} when it does not exist), but for the (empty) lock file."""
+    """{name: sha256} of the files in folder ({} when it does not exist)."""
     if not os.path.isdir(folder):
         return {}
     result = {}
-    for name in set(os.listdir(folder)) - {'.lock'}:  # taken before a checkpoint there is read
+    for name in os.listdir(folder):
         with open(os.path.join(folder, name), 'rb') as f:
             result[name] = hashlib.sha256(f.read()).hexdigest()
     return result

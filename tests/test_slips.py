@@ -1,15 +1,15 @@
 """Slips a tester made on purpose: each one used to lose a run, hang, print a traceback or say something untrue."""
-import fcntl
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import ROOT, load, run_script, tiny_args
+from conftest import ROOT, load, run_script, tiny_args, tiny_config
 
 
 def run(module, tmp_path, text_file, *args, **settings):
@@ -23,25 +23,23 @@ def bigram():
     return load('bigram')
 
 
-def test_the_lock_is_held_before_out_dirs_checkpoint_is_read(bigram, tmp_path, text_file, monkeypatch):
-    """A run that ends between another command's reading of its checkpoint and that command's lock would leave it
-    sampling (or resuming) stale weights: the lock comes first, so the checkpoint read is the one locked."""
+def test_a_checkpoint_replaced_while_starting_is_not_used(bigram, tmp_path, text_file, monkeypatch):
+    """A run that ends between another command's reading of its checkpoint and that command's lock replaces the
+    checkpoint: the command would sample (or resume) stale weights and overwrite the run's samples. It is refused."""
     run(bigram, tmp_path, text_file)
-    load_checkpoint, held = bigram.load_checkpoint, []
+    load_checkpoint = bigram.load_checkpoint
 
-    def probing(path):
-        with open(os.path.join(tmp_path, 'out', '.lock'), 'a') as probe:
-            try:
-                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                held.append(False)
-            except BlockingIOError:
-                held.append(True)
-        return load_checkpoint(path)
+    def read_then_replaced(path):  # as if the run there saved its last checkpoint just after this read
+        checkpoint = load_checkpoint(path)
+        bigram.write_atomic(path, lambda f: torch.save(checkpoint, f))
+        return checkpoint
 
-    monkeypatch.setattr(bigram, 'load_checkpoint', probing)
+    monkeypatch.setattr(bigram, 'load_checkpoint', read_then_replaced)
     for mode in ('--sample_only=true', '--eval_only=true', '--resume=true'):
-        run(bigram, tmp_path, text_file, mode)
-    assert held == [True, True, True]
+        with pytest.raises(bigram.UsageError, match='was replaced while this command started'):
+            run(bigram, tmp_path, text_file, mode)
+    monkeypatch.setattr(bigram, 'load_checkpoint', load_checkpoint)
+    run(bigram, tmp_path, text_file, '--sample_only=true')
 
 
 def test_a_pipe_by_name_is_refused_without_waiting_for_a_writer(tmp_path):
@@ -86,22 +84,24 @@ def test_scoring_says_which_overrides_it_ignores(bigram, tmp_path, text_file, ca
 
 def test_scoring_settings_without_eval_only_are_refused(bigram, tmp_path, text_file):
     """--eval_split=val without --eval_only=true would train (and move the last run aside): refused."""
-    for arg in ('--eval_split=val', '--unknown=skip'):
-        with pytest.raises(bigram.UsageError, match=f"{arg[2:].split('=')[0]} is for --eval_only=true"):
-            run(bigram, tmp_path, text_file, arg)
+    for args in (['--eval_split=val'], ['--unknown=skip'], ['--sample_only=true', '--eval_split=val']):
+        name = args[-1][2:].split('=')[0]
+        with pytest.raises(bigram.UsageError, match=f"{name}: for --eval_only=true"):
+            run(bigram, tmp_path, text_file, *args)
     assert not os.path.exists(tmp_path / 'out')
 
 
 def test_a_step_count_with_a_time_budget_is_refused(bigram, tmp_path, text_file):
     """The budget settles max_iters and lr_decay_iters: one given as well would be replaced (and a resume command
     keeping it would train to the wrong step). Resuming a budgeted run to a new max_iters stays allowed."""
+    config = tiny_config(bigram, tmp_path, text_file, time_budget=1.0)  # defaults here, not overrides
     for arg in ('--max_iters=50', '--lr_decay_iters=50'):
         with pytest.raises(bigram.UsageError, match=f"time_budget = 1 settles {arg[2:-3]} itself: drop {arg[2:-3]}, "
                                                     f"or give --time_budget=0"):
-            run(bigram, tmp_path, text_file, '--time_budget=1', arg)
-    run(bigram, tmp_path, text_file)
-    summary = run(bigram, tmp_path, text_file, '--resume=true', '--time_budget=1', '--max_iters=40')
-    assert summary['iters'] == 40
+            bigram.main(*bigram.parse_overrides([arg], config))
+    assert bigram.main(*bigram.parse_overrides(['--max_iters=50', '--time_budget=0'], config))['iters'] == 50
+    summary = run(bigram, tmp_path, text_file, '--resume=true', '--time_budget=1', '--max_iters=60')
+    assert summary['iters'] == 60
 
 
 def test_a_budget_given_to_a_resume_is_said_to_change_nothing(bigram, tmp_path, text_file, capsys):
@@ -124,7 +124,7 @@ def test_scoring_a_short_val_split_names_the_minimum(tmp_path):
     short.write_text('abcdefghij', encoding='utf-8')
     with pytest.raises(gpt.UsageError) as info:
         run(gpt, tmp_path, str(short), '--eval_only=true', '--eval_split=val')
-    assert 'leaves 1 characters to score, fewer than the 2 gpt.py needs' in str(info.value)
+    assert 'has too few characters to score (1; gpt.py needs 2)' in str(info.value)
     assert 'block_size' not in str(info.value)
 
 
@@ -184,12 +184,19 @@ def test_a_reader_that_goes_away_does_not_stop_the_run(tmp_path, text_file):
     assert process.returncode == 0 and 'Traceback' not in stderr and 'Broken pipe' not in stderr, stderr
     with open(tmp_path / 'out' / 'summary.json') as f:
         assert json.load(f)['iters'] == 200
+    help_text = subprocess.run(f"{sys.executable} bigram.py --help | head -1", shell=True, cwd=ROOT, capture_output=True,
+                               text=True, timeout=60)
+    assert help_text.stdout.strip() and not help_text.stderr, help_text.stderr
 
 
-def test_a_write_that_fails_mid_run_is_one_line(tmp_path, text_file):
-    """A full disk or a folder removed under the run: one line and exit code 1, not a traceback."""
-    os.makedirs(tmp_path / 'out' / 'ckpt.pt.tmp')  # the checkpoint cannot be written
-    result = run_script('bigram', tiny_args('bigram', tmp_path, text_file))
+@pytest.mark.parametrize('trouble', ['a directory in the way', 'a full disk'])
+def test_a_write_that_fails_mid_run_is_one_line(tmp_path, text_file, trouble):
+    """A checkpoint that cannot be written (a full disk: torch.save then says RuntimeError) is one line naming it,
+    exit code 1, not a traceback."""
+    if trouble == 'a directory in the way':
+        os.makedirs(tmp_path / 'out' / 'ckpt.pt.tmp')
+    limit = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))) if trouble == 'a full disk' else None
+    result = run_script('bigram', tiny_args('bigram', tmp_path, text_file), preexec_fn=limit)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and 'Traceback' not in result.stderr, result.stderr
-    assert lines[-1].startswith('bigram.py: error: [Errno 21] Is a directory') and 'ckpt.pt.tmp' in lines[-1]
+    assert lines[-1].startswith(f"bigram.py: error: cannot write {tmp_path / 'out' / 'ckpt.pt'}: "), lines[-1]
