@@ -224,6 +224,7 @@ def check_config(config, overridden=()):
     for name in ('beta1', 'beta2'):
         require(0 <= config[name] < 1, f"{name} must be in [0, 1), got {config[name]}")
     require(config['out_dir'].strip(), "out_dir is empty: give the folder for this run's files")
+    require(-2**63 <= config['seed'] < 2**64, f"seed must be between -2**63 and 2**64 - 1, got {config['seed']}")
     require(config['top_k'] is None or config['top_k'] >= 1, f"top_k must be at least 1 (or none), got {config['top_k']}")
     for name, allowed in (('dtype', 'auto float32 bfloat16 float16'), ('eval_split', 'all val'), ('unknown', 'error skip')):
         require(config[name] in allowed.split(), f"{name} must be {' or '.join(allowed.split())}, got '{config[name]}'")
@@ -463,7 +464,8 @@ def write_samples(run):
         print()
     settings = {name: value for name, value in checkpoint['config'].items() if name not in ('resume', 'sample_only')}
     sampling = {name: config[name] for name in SAMPLING_KEYS}
-    digest = hashlib.sha1(json.dumps([settings, sampling], sort_keys=True).encode()).hexdigest()[:8]
+    file_text = [decode(run.prompt.tolist(), run.chars)] if config['prompt'].startswith('FILE:') else []  # may change
+    digest = hashlib.sha1(json.dumps([settings, sampling] + file_text, sort_keys=True).encode()).hexdigest()[:8]
     lines = [f"# {SCRIPT} samples: diff two sample files to see what changed between runs",
              f"# torch {torch.__version__}, device {run.device}, trained in {checkpoint.get('dtype', '?')}, "
              f"sampled in float32, {run.params:,} parameters",
@@ -580,7 +582,7 @@ class Run:
         self.metrics_path = os.path.join(config['out_dir'], 'metrics.jsonl')
         self.settle_config(config, overridden)
         self.device = pick_device(self.config['device'], int(os.environ['LOCAL_RANK']) if self.distributed else None)
-        self.dtype = pick_dtype(self.config['dtype'], self.device)
+        self.dtype = pick_dtype('float32' if self.config['sample_only'] else self.config['dtype'], self.device)
         self.autocast = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype != torch.float32
                          else contextlib.nullcontext())
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -678,6 +680,10 @@ def merge_checkpoint_config(config, overridden, checkpoint, starting):
             log(f"{'sampling' if config['sample_only'] else 'scoring'} takes the model as it was trained: ignored "
                 + ", ".join(f"{name}={config[name]!r} (trained with {merged[name]!r})" for name in ignored))
         overridden = [name for name in overridden if name in used]
+    if config['resume'] and 'time_budget' in overridden:  # the run settled (or set) its steps when it started
+        overridden = [name for name in overridden if name != 'time_budget']
+        if config['time_budget'] != merged['time_budget']:
+            log(f"note: time_budget={config['time_budget']!r} changes nothing: a resumed run goes on to max_iters")
     for name in overridden:
         if name in MODEL_KEYS and config[name] != merged[name]:
             raise UsageError(f"{name} = {config[name]!r} here, but the checkpoint was trained with {name} = "
@@ -690,8 +696,6 @@ def check_resume(config, overridden, checkpoint):
     step, trained = checkpoint['step'], checkpoint['config']
     require(config['max_iters'] >= step, f"max_iters = {config['max_iters']}, but the checkpoint is at step {step}: "
                                          f"give --max_iters={step} or more (or --sample_only=true to sample from it)")
-    if 'time_budget' in overridden and config['time_budget'] != trained.get('time_budget', 0.0):
-        log(f"note: time_budget={config['time_budget']!r} changes nothing: a resumed run goes on to max_iters")
     for name in sorted({'learning_rate', 'min_lr', 'warmup_iters', 'lr_decay_iters'} & set(overridden)):
         before = dict(config, **{name: trained[name]})
         if config[name] != trained[name] and all(learning_rate_at(s, config) == learning_rate_at(s, before)

@@ -105,9 +105,36 @@ def test_a_step_count_with_a_time_budget_is_refused(bigram, tmp_path, text_file)
 
 
 def test_a_budget_given_to_a_resume_is_said_to_change_nothing(bigram, tmp_path, text_file, capsys):
+    """...and is not recorded as the run's: summary.json keeps the budget the run started with."""
     run(bigram, tmp_path, text_file)
-    run(bigram, tmp_path, text_file, '--resume=true', '--time_budget=5', '--max_iters=40')
-    assert 'note: time_budget=5.0 changes nothing: a resumed run goes on to max_iters' in capsys.readouterr().out
+    summary = run(bigram, tmp_path, text_file, '--resume=true', '--time_budget=5', '--max_iters=40')
+    out = capsys.readouterr().out
+    assert 'note: time_budget=5.0 changes nothing: a resumed run goes on to max_iters' in out
+    assert summary['config']['time_budget'] == 0.0 and 'time_budget=5.0' not in out.split('overrides: ')[-1]
+
+
+def test_an_out_of_range_seed_is_one_line(bigram, tmp_path, text_file):
+    for seed in ('99999999999999999999', '-99999999999999999999'):
+        with pytest.raises(bigram.UsageError, match=f"seed must be between -2\\*\\*63 and 2\\*\\*64 - 1, got {seed}"):
+            run(bigram, tmp_path, text_file, f'--seed={seed}')
+
+
+def test_two_texts_of_one_prompt_file_leave_two_sample_files(bigram, tmp_path, text_file, capsys):
+    """The samples of FILE:path are named by the file's text too: changing the file never overwrites them."""
+    run(bigram, tmp_path, text_file)
+    prompt = tmp_path / 'prompt.txt'
+    paths = []
+    for text in ('ROMEO:', 'JULIET:'):
+        prompt.write_text(text, encoding='utf-8')
+        paths.append(run(bigram, tmp_path, text_file, '--sample_only=true', f'--prompt=FILE:{prompt}'))
+    assert paths[0] != paths[1] and all(os.path.exists(path) for path in paths)
+
+
+def test_sampling_says_it_samples_in_float32(bigram, tmp_path, text_file, capsys):
+    run(bigram, tmp_path, text_file, '--dtype=bfloat16')
+    capsys.readouterr()
+    run(bigram, tmp_path, text_file, '--sample_only=true')
+    assert ', dtype float32' in capsys.readouterr().out
 
 
 def test_scoring_a_short_val_split_names_the_minimum(tmp_path):
