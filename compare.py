@@ -8,9 +8,10 @@ compare.py: training runs side by side: what differed, how each did, their loss 
 
 A run is the out_dir of bigram.py, mlp.py or gpt.py: summary.json once it has finished, metrics.jsonl (one
 line per evaluation), ckpt.pt, samples_<hash>.txt. The table shows the hyperparameters that differ between
-the runs and marks the lowest val_loss_full with a *. The train and val curves against step and against
-training seconds go to compare.png in the folder that holds the runs; the picture needs matplotlib
-(pip install -r requirements-extra.txt), without it the val curves are drawn in the terminal.
+the runs (device, dtype and parameter count included) and marks the lowest val_loss_full with a *. The
+train and val curves against step and against training seconds go to compare.png in the folder that holds
+the runs; the picture needs matplotlib (pip install -r requirements-extra.txt), without it the val curves
+are drawn in the terminal.
 """
 import ast
 import glob
@@ -23,6 +24,7 @@ import sys
 RUN_FILES = ('summary.json', 'metrics.jsonl', 'ckpt.pt')  # a folder holding any of these is a run
 # settings that say where a run wrote and what it was asked to do when started, not what it trained
 BOOKKEEPING = ('out_dir', 'resume', 'sample_only', 'log_interval')
+RAN_WITH = ('device', 'dtype', 'params')  # from summary.json or the sample file's header, not from the config
 SAMPLE_MARKER = re.compile(r'^-------- sample \d+ of \d+ --------$', re.MULTILINE)
 SAMPLE_LINES = 6                # lines shown of each run's first sample
 CHART_ROWS, CHART_COLUMNS = 12, 64
@@ -128,8 +130,9 @@ def read_run(folder):
     summary = run['summary']
     run['script'] = str(summary.get('script') or script or '?')
     if isinstance(summary.get('config'), dict):
-        # what the run ran on, not what it asked for: device 'auto' is cpu on one machine and cuda on another
-        settings = dict(summary['config'], **{name: summary[name] for name in ('device', 'dtype') if name in summary})
+        # what the run ran on, not what it asked for: device 'auto' is cpu on one machine and cuda on another; and
+        # its size, which differs without a setting that does when a script's model code was edited between runs
+        settings = dict(summary['config'], **{name: summary[name] for name in RAN_WITH if name in summary})
     run['settings'] = settings
     return run
 
@@ -164,11 +167,13 @@ def pick_sample_file(folder, summary):
     return min(glob.glob(os.path.join(glob.escape(folder), 'samples_*.txt')), key=os.path.getmtime, default=None)
 
 def read_sample_file(path):
-    """The script, the hyperparameters (the header's name = value lines, with the device and dtype the run used)
-    and the first sample of a sample file."""
+    """The script, the hyperparameters (the header's name = value lines under '# trained with:', with the device,
+    dtype and parameter count of the run) and the first sample of a sample file."""
     with open(path, encoding='utf-8') as f:
         header, *samples = SAMPLE_MARKER.split(f.read())
-    lines = header.splitlines()
+    # the lines under '# sampled with:' are the sampling's (sample_only's seed, temperature), not the training's;
+    # older files have no '# ... with:' lines, their name = value lines are all the training's
+    lines = header.partition('\n# sampled with:')[0].splitlines()
     words = lines[0].split() if lines else []
     script = words[1] if words[:1] == ['#'] and len(words) > 1 and words[1].endswith('.py') else None
     settings = {}
@@ -176,10 +181,14 @@ def read_sample_file(path):
         name, equals, value = line.partition(' = ')
         if equals and not line.startswith('#'):
             settings[name] = literal(value)
-    # '# torch 2.13.0+cpu, device cpu, trained in bfloat16, sampled in float32, ...' ('dtype bfloat16' in older files)
+    # '# torch 2.13.0+cpu, device cpu, trained in bfloat16, sampled in float32, 12,345 parameters' ('dtype bfloat16'
+    # in older files)
     ran_on = re.search(r'device (\S+), (?:trained in|dtype) (\S+),', header)
     if settings and ran_on:
         settings.update(device=ran_on[1], dtype=ran_on[2])
+    params = re.search(r', ([\d,]+) parameters$', header, re.MULTILINE)
+    if settings and params:
+        settings['params'] = int(params[1].replace(',', ''))
     return script, settings or None, samples[0].strip('\n') if samples else None
 
 def literal(text):
@@ -211,11 +220,13 @@ def differing_settings(runs):
     return [name for name in names if len({shown(settings, name) for settings in known}) > 1]
 
 def shown(settings, name):
-    """A setting as the table shows it, with repr() (a prompt '\\n' stays on its row): '-' for a key this run's script
-    lacks, '?' for a run of unknown settings."""
+    """A setting as the table shows it, with repr() (a prompt '\\n' stays on its row), the parameter count with
+    thousands separators: '-' for a key this run's script lacks, '?' for a run of unknown settings."""
     if settings is None:
         return '?'
-    return repr(settings[name]) if name in settings else '-'
+    if name not in settings:
+        return '-'
+    return f"{settings[name]:,}" if name == 'params' and number(settings[name]) is not None else repr(settings[name])
 
 def figures(run):
     """steps, seconds, tokens/s, val_loss_full, val_bpc: from summary.json, else from the last evaluation."""

@@ -28,7 +28,7 @@ PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 # ------------------------------------------------------------------------------ helpers
 def write_run(folder, val_loss_full=2.0, script='gpt.py', finished=True, sample=SAMPLE, sample_name='samples_1234abcd.txt',
-              **overrides):
+              params=1000, **overrides):
     """A run folder as the scripts leave it: metrics.jsonl, a sample file, ckpt.pt and, once finished, summary.json."""
     config = dict(GPT if script == 'gpt.py' else BIGRAM, out_dir=str(folder))
     config.update(overrides)
@@ -40,22 +40,26 @@ def write_run(folder, val_loss_full=2.0, script='gpt.py', finished=True, sample=
     with open(os.path.join(folder, 'ckpt.pt'), 'wb') as f:
         f.write(b'PK\x03\x04 not read by compare.py')
     if sample is not None:
-        write_sample_file(os.path.join(folder, sample_name), script, config, sample)
+        write_sample_file(os.path.join(folder, sample_name), script, config, sample, params=params)
     if finished:
         summary = {'script': script, 'config': config, 'iters': config['max_iters'], 'train_loss': val_loss_full - 0.02,
                    'val_loss': val_loss_full + 0.01, 'val_loss_full': val_loss_full, 'train_seconds': 12.5,
-                   'tokens_per_second': 20000.0, 'device': 'cpu', 'dtype': 'bfloat16', 'params': 1000,
+                   'tokens_per_second': 20000.0, 'device': 'cpu', 'dtype': 'bfloat16', 'params': params,
                    'samples_path': os.path.join(config['out_dir'], sample_name)}
         with open(os.path.join(folder, 'summary.json'), 'w') as f:
             json.dump(summary, f)
     return str(folder)
 
 
-def write_sample_file(path, script, config, text, ran_on='device cpu, trained in bfloat16, sampled in float32'):
-    """A sample file in write_samples' layout: # lines, name = value lines, then each sample under its marker."""
+def write_sample_file(path, script, config, text, ran_on='device cpu, trained in bfloat16, sampled in float32',
+                      params=1000, sampling=None):
+    """A sample file in write_samples' layout: # lines, name = value lines, then each sample under its marker; with
+    sampling, the name = value lines under '# trained with:' and the sampling's under '# sampled with:'."""
     header = [f"# {script} samples: diff two sample files to see what changed between runs",
-              f"# torch 2.13.0+cpu, {ran_on}, 1,000 parameters", "# step 100: train loss 2.0000"]
+              f"# torch 2.13.0+cpu, {ran_on}, {params:,} parameters", "# step 100: train loss 2.0000"]
+    header += ["# trained with:"] if sampling else []
     header += [f"{name} = {value!r}" for name, value in config.items() if name not in ('resume', 'sample_only')]
+    header += ["# sampled with:"] + [f"{name} = {value!r}" for name, value in sampling.items()] if sampling else []
     body = [f"\n-------- sample {i} of 2 --------\n{text if i == 1 else 'the second sample'}" for i in (1, 2)]
     with open(path, 'w', encoding='utf-8') as f:
         f.write('\n'.join(header) + '\n' + '\n'.join(body) + '\n')
@@ -280,6 +284,37 @@ def test_an_unfinished_run_ran_on_what_its_sample_file_says(tmp_path, monkeypatc
     write_run(tmp_path / 'finished', 2.0)
     folder = write_run(tmp_path / 'interrupted', 2.2, finished=False, sample=None, n_embd=96)
     write_sample_file(os.path.join(folder, 'samples_1234abcd.txt'), 'gpt.py', dict(GPT, n_embd=96), SAMPLE, ran_on)
+    assert compare.main(['finished', 'interrupted']) == 0
+    header, rows = table(capsys.readouterr().out)
+    assert header[2:4] == ['n_embd', 'steps']
+    assert [cells[:3] for _, cells in rows] == [['finished', 'gpt.py', '64'], ['interrupted', 'gpt.py', '96']]
+
+
+def test_the_parameter_count_is_a_column_when_it_differs(tmp_path, monkeypatch, no_picture, capsys):
+    """Model code edited between runs (4 * n_embd made 2 * n_embd): no setting differs, the parameter count does;
+    an unfinished run's count is in its sample file's header."""
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path / 'g4', 2.0, params=16897)
+    write_run(tmp_path / 'g2', 2.1, params=12737)
+    write_run(tmp_path / 'g2-interrupted', 2.2, params=12737, finished=False)
+    assert compare.main(['g4', 'g2', 'g2-interrupted']) == 0
+    header, rows = table(capsys.readouterr().out)
+    assert header[2:4] == ['params', 'steps']
+    assert [cells[:3] for _, cells in rows] == [['g4', 'gpt.py', '16,897'], ['g2', 'gpt.py', '12,737'],
+                                                ['g2-interrupted', 'gpt.py', '12,737']]
+
+
+def test_an_unfinished_runs_settings_are_what_it_trained_with_not_what_it_sampled_with(tmp_path, monkeypatch,
+                                                                                        no_picture, capsys):
+    """--sample_only=true --temperature=0.5 --seed=7 on an interrupted run: its sample file's '# sampled with:'
+    lines are not its training settings."""
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path / 'finished', 2.0)
+    folder = write_run(tmp_path / 'interrupted', 2.2, finished=False, sample=None, n_embd=96)
+    sampling = dict(seed=7, device='auto', dtype='auto', num_samples=2, max_new_tokens=500, temperature=0.5,
+                    top_k=None, prompt='\n')
+    write_sample_file(os.path.join(folder, 'samples_1234abcd.txt'), 'gpt.py', dict(GPT, n_embd=96), SAMPLE,
+                      sampling=sampling)
     assert compare.main(['finished', 'interrupted']) == 0
     header, rows = table(capsys.readouterr().out)
     assert header[2:4] == ['n_embd', 'steps']
