@@ -46,7 +46,7 @@ EXTRA_CHARS = ''.join(chr(0x4E00 + 37 * i) for i in range(400)) + '\U0001F600\U0
 # run in the measured process: load the data as the script does, print what it took as JSON
 LOAD = """
 import json, resource, sys, time, torch
-sys.path.insert(0, sys.argv[1])
+sys.path[:] = [sys.argv[1]] + [p for p in sys.path if p]  # --root's script, never the current folder's ('')
 module = __import__(sys.argv[2])
 config, _ = module.parse_overrides(sys.argv[3:], module.DEFAULTS)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -67,7 +67,33 @@ def parse_args(args):
         raise gpt.UsageError(f"script must be bigram, mlp or gpt, got '{options['script']}'")
     if options['mb'] <= 0 or options['steps'] < 0:
         raise gpt.UsageError("mb must be positive and steps not negative")
+    script = os.path.join(options['root'] or ROOT, f"{options['script']}.py")
+    if not os.path.isfile(script):
+        raise gpt.UsageError(f"root: no {script}")
+    check_json_path(options['json'])
     return options, [arg for arg in args if arg not in mine]
+
+def check_json_path(path):
+    """Refuse a --json path that cannot be written now, before minutes of measuring: try its temporary file."""
+    if not path:
+        return
+    if os.path.isdir(path):
+        raise gpt.UsageError(f"json: {path} is a folder")
+    try:
+        os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+        with open(f"{path}.tmp", 'wb'):
+            pass
+        os.remove(f"{path}.tmp")
+    except OSError as e:
+        raise gpt.UsageError(f"json: cannot write {path} ({e.strerror})") from None
+
+def work_folder(data_dir):
+    """A temporary folder in data_dir (or the system's), deleted with what is in it when the `with` ends."""
+    try:
+        return tempfile.TemporaryDirectory(dir=data_dir or None)
+    except OSError as e:
+        raise gpt.UsageError(f"data_dir: cannot make a folder in {data_dir or tempfile.gettempdir()} "
+                             f"({e.strerror})") from None
 
 def build_text(path, megabytes, kind):
     """Tiny shakespeare repeated to megabytes * 10^6 bytes (less a character cut in two at the end), piece by piece."""
@@ -95,7 +121,12 @@ def measured(command):
     with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, whatever ran before
+        try:
+            _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, whatever ran before
+        except BaseException:  # Ctrl-C: the child goes too, before its folder is deleted
+            process.kill()
+            process.wait()
+            raise
         seconds = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0), err.seek(0)
@@ -111,9 +142,9 @@ def bench_load(path, options, script_args):
     result = json.loads(out.splitlines()[-1])
     before = result.pop('before_kb') * 1024
     result.update(peak_mb=peak / 1e6, before_mb=before / 1e6, bytes_per_char=(peak - before) / result['characters'])
-    print(f"load_data ({options['script']}.py): {result['seconds']:.2f} s, {result['characters']:,} characters, "
-          f"vocabulary {result['vocabulary']}, {result['dtype']}; peak {peak / 1e6:,.0f} MB, {before / 1e6:,.0f} MB "
-          f"before it: {result['bytes_per_char']:.2f} bytes per character")
+    gpt.log(f"load_data ({options['script']}.py): {result['seconds']:.2f} s, {result['characters']:,} characters, "
+            f"vocabulary {result['vocabulary']}, {result['dtype']}; peak {peak / 1e6:,.0f} MB, {before / 1e6:,.0f} MB "
+            f"before it: {result['bytes_per_char']:.2f} bytes per character")
     return result
 
 def bench_run(path, options, script_args, workdir):
@@ -122,13 +153,13 @@ def bench_run(path, options, script_args, workdir):
     command = [sys.executable, script, *script_args, f'--input_path={path}', f"--max_iters={options['steps']}",
                '--device=cpu', f"--out_dir={os.path.join(workdir, 'out')}"]
     _, seconds, peak = measured(command)
-    print(f"python {options['script']}.py --max_iters={options['steps']} {' '.join(script_args)}: "
-          f"{seconds:.1f} s wall, peak {peak / 1e6:,.0f} MB")
+    shown = ' '.join(['python', f"{options['script']}.py", f"--max_iters={options['steps']}", *script_args])
+    gpt.log(f"{shown}: {seconds:.1f} s wall, peak {peak / 1e6:,.0f} MB")
     return {'run_seconds': seconds, 'run_peak_mb': peak / 1e6}
 
 def main(args):
     options, script_args = parse_args(args)
-    with tempfile.TemporaryDirectory(dir=options['data_dir'] or None) as workdir:
+    with work_folder(options['data_dir']) as workdir:
         path = options['input_path']
         if not path:
             path = os.path.join(workdir, f"{options['text']}_{options['mb']}mb.txt")
@@ -136,27 +167,33 @@ def main(args):
         if not os.path.isfile(path):
             raise gpt.UsageError(f"no file at input_path {path}")
         size = os.path.getsize(path)
-        print(f"text: {path}, {size:,} bytes; scripts from {options['root'] or ROOT}; {os.cpu_count()} CPUs, "
-              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+        gpt.log(f"text: {path}, {size:,} bytes; scripts from {options['root'] or ROOT}; {os.cpu_count()} CPUs, "
+                f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
         summary = {'input_path': path, 'bytes': size, 'text': None if options['input_path'] else options['text'],
                    'script': options['script'], 'root': options['root'] or ROOT, 'args': script_args,
                    **bench_load(path, options, script_args)}
         if options['steps']:
             summary.update(bench_run(path, options, script_args, workdir))
     if options['json']:
-        with open(options['json'], 'w') as f:
-            json.dump(summary, f, indent=2)
+        gpt.write_atomic(options['json'], lambda f: f.write(json.dumps(summary, indent=2).encode()))
 
 def run_command_line(args):
-    """Run main; a usage problem or a failed measure is one line on stderr and exit code 2."""
-    if args[:1] in (['-h'], ['--help']):
-        print(__doc__)
+    """Run main; a usage problem or a failed measure is one line on stderr and exit code 2, a failed write
+    (the built text, --json) exit code 1."""
+    if '-h' in args or '--help' in args:
+        gpt.log(__doc__)  # quiet into a closed pipe (`| head`)
         return 0
     try:
         main(args)
     except gpt.UsageError as e:
         print(f"bench_data.py: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("bench_data.py: interrupted: nothing was written", file=sys.stderr)
+        return 130
+    except OSError as e:
+        print(f"bench_data.py: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 if __name__ == '__main__':

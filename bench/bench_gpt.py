@@ -133,9 +133,25 @@ def parse_args(args):
     for name in ('steps', 'sample_chars', 'time_to_loss_budget'):
         if options[name] <= 0:
             raise gpt.UsageError(f"{name} must be positive, got {options[name]}")
-    if options['warmup_steps'] < 0:
-        raise gpt.UsageError(f"warmup_steps must not be negative, got {options['warmup_steps']}")
+    for name in ('warmup_steps', 'target_loss', 'peak_flops'):  # 0: no warmup, no time to loss, the table's peak
+        if options[name] < 0:
+            raise gpt.UsageError(f"{name} must not be negative, got {options[name]}")
+    check_json_path(options['json'])
     return options, config, theirs
+
+def check_json_path(path):
+    """Refuse a --json path that cannot be written now, before minutes of measuring: try its temporary file."""
+    if not path:
+        return
+    if os.path.isdir(path):
+        raise gpt.UsageError(f"json: {path} is a folder")
+    try:
+        os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+        with open(f"{path}.tmp", 'wb'):
+            pass
+        os.remove(f"{path}.tmp")
+    except OSError as e:
+        raise gpt.UsageError(f"json: cannot write {path} ({e.strerror})") from None
 
 def environment(config):
     """Device, dtype, autocast, vocabulary, training data and prompt, chosen as gpt.main chooses them
@@ -154,9 +170,9 @@ def warn_if_slow(model, config, env, options):
     tokens = config['gradient_accumulation_steps'] * config['batch_size'] * config['block_size']
     flops = 2 * flops_per_token(model, config) * tokens * (options['steps'] + options['warmup_steps'])  # two models
     if env.device.type == 'cpu' and flops > 1e13:
-        print(f"note: these settings are sized for a GPU and this is a CPU (about {flops:.1e} FLOPs of training "
-              f"steps: many minutes). For a quick look: python {sys.argv[0]} configs/gpt_cpu.py --steps=10 "
-              f"--sample_chars=300")
+        gpt.log(f"note: these settings are sized for a GPU and this is a CPU (about {flops:.1e} FLOPs of training "
+                f"steps: many minutes). For a quick look: python {sys.argv[0]} configs/gpt_cpu.py --steps=10 "
+                f"--sample_chars=300")
 
 def describe(env, config, options):
     """The machine and the sizes: the first lines of the summary."""
@@ -239,11 +255,11 @@ def bench_gpt(config, env, options):
     torch.manual_seed(config['seed'])
     model = gpt.create_model(config, len(env.chars)).to(env.device)
     warn_if_slow(model, config, env, options)
-    print(f"gpt.py: timing {options['steps']} training steps")
+    gpt.log(f"gpt.py: timing {training_steps(options['steps'])}")
     results = prefixed('gpt', time_training(model, config['compile_model'], config, env, options))
     model.eval()
-    print(f"gpt.py: sampling {config['num_samples']} x {options['sample_chars']} characters with and without the "
-          f"key/value cache")
+    gpt.log(f"gpt.py: sampling {config['num_samples']} x {options['sample_chars']} characters with and without the "
+            f"key/value cache")
     results['sample_cached_chars_per_s'] = sampling_rate(
         lambda idx, n, g: model.generate(idx, n, temperature=1.0, top_k=None, generator=g), env, options,
         config['num_samples'])
@@ -256,10 +272,10 @@ def bench_reference(config, env, options):
     """The lecture's model, eager: training figures and its (uncached) sampling rate."""
     torch.manual_seed(config['seed'])
     model = create_reference(config, len(env.chars)).to(env.device)
-    print(f"reference: timing {options['steps']} training steps")
+    gpt.log(f"reference: timing {training_steps(options['steps'])}")
     results = prefixed('ref', time_training(model, False, config, env, options))
     model.eval()
-    print(f"reference: sampling {config['num_samples']} x {options['sample_chars']} characters")
+    gpt.log(f"reference: sampling {config['num_samples']} x {options['sample_chars']} characters")
     results['sample_reference_chars_per_s'] = sampling_rate(
         lambda idx, n, g: generate_without_cache(model, idx, n, config['block_size'], g), env, options,
         config['num_samples'])
@@ -272,12 +288,12 @@ def time_to_loss(gpt_args, options):
     target = options['target_loss']
     with tempfile.TemporaryDirectory(prefix='bench_gpt_') as out_dir:
         command = [sys.executable, os.path.join(ROOT, 'gpt.py'), *gpt_args, f'--out_dir={out_dir}']
-        print(f"time to val loss {target}: running {' '.join(command)}", flush=True)
+        gpt.log(f"time to val loss {target}: running {' '.join(command)}")
         started = time.perf_counter()
         try:
             subprocess.run(command, check=True, timeout=options['time_to_loss_budget'])
         except subprocess.TimeoutExpired:
-            print(f"stopped gpt.py after the budget of {options['time_to_loss_budget']:g} s")
+            gpt.log(f"stopped gpt.py after the budget of {options['time_to_loss_budget']:g} s")
         except subprocess.CalledProcessError as e:
             raise gpt.TrainingError(f"gpt.py failed with exit code {e.returncode}") from None
         wall = time.perf_counter() - started
@@ -298,6 +314,9 @@ def read_if_there(path):
         return f.read()
 
 # ------------------------------------------------------------------ report
+def training_steps(count):
+    return f"{count} training step" + ("" if count == 1 else "s")
+
 def prefixed(prefix, figures):
     return {f"{prefix}_{key}": value for key, value in figures.items()}
 
@@ -306,13 +325,13 @@ def ratio(a, b):
 
 def report(summary, json_path):
     """The summary as `key: value` lines (None shows as n/a), and as JSON at json_path if one is given."""
-    print("\n---- summary ----")
+    gpt.log("\n---- summary ----")
     for key, value in summary.items():
-        print(f"{key}: {'n/a' if value is None else value}")
+        gpt.log(f"{key}: {'n/a' if value is None else value}")
     if json_path:
         os.makedirs(os.path.dirname(json_path) or '.', exist_ok=True)
         gpt.write_atomic(json_path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
-        print(f"wrote {json_path}")
+        gpt.log(f"wrote {json_path}")
 
 def main(args):
     options, config, gpt_args = parse_args(args)
@@ -324,16 +343,18 @@ def main(args):
     summary['sample_cache_speedup'] = ratio(summary['sample_cached_chars_per_s'], summary['sample_uncached_chars_per_s'])
     summary['sample_speedup_vs_reference'] = ratio(summary['sample_cached_chars_per_s'],
                                                    summary['sample_reference_chars_per_s'])
-    print(f"gpt.py is {summary['train_speedup']}x the reference's training tokens/s; its cached sampling is "
-          f"{summary['sample_cache_speedup']}x its uncached and {summary['sample_speedup_vs_reference']}x the reference's")
+    gpt.log(f"gpt.py is {summary['train_speedup']}x the reference's training tokens/s; its cached sampling is "
+            f"{summary['sample_cache_speedup']}x its uncached and {summary['sample_speedup_vs_reference']}x the "
+            f"reference's")
     if options['target_loss'] > 0:
         summary.update(time_to_loss(gpt_args, options))
     report(summary, options['json'])
 
 def run_command_line(args):
-    """Run main; a usage problem is one line on stderr and exit code 2, a failed run exit code 1 (as gpt.py)."""
-    if args[:1] in (['-h'], ['--help']):
-        print(__doc__)
+    """Run main; a usage problem is one line on stderr and exit code 2, a failed run or a failed write of --json
+    exit code 1 (as gpt.py)."""
+    if '-h' in args or '--help' in args:
+        gpt.log(__doc__)  # quiet into a closed pipe (`| head`)
         return 0
     try:
         main(args)
@@ -343,6 +364,9 @@ def run_command_line(args):
     except KeyboardInterrupt:
         print("bench_gpt.py: interrupted: nothing was written", file=sys.stderr)
         return 130
+    except OSError as e:  # the --json write at the end (a full disk): gpt.write_atomic names the file
+        print(f"bench_gpt.py: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 if __name__ == '__main__':
