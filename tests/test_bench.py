@@ -77,15 +77,17 @@ def test_help_anywhere_into_a_closed_pipe_is_quiet(name, args):
     assert process.wait(timeout=60) == 0 and process.stderr.read() == ''
 
 
-def test_ctrl_c_while_measuring_the_data_is_one_line(tmp_path):
+def test_ctrl_c_while_measuring_the_data_is_one_line(tmp_path, text_file):
     """Ctrl-C while a measured process runs: exit 130, one line, and that process and the built text are gone."""
-    process = start_bench('bench_data', ['--mb=1', '--steps=100000', f'--data_dir={tmp_path}'])
+    data_dir = tmp_path / 'data'
+    data_dir.mkdir()
+    process = start_bench('bench_data', [f'--input_path={text_file}', '--mb=1', '--steps=100000', f'--data_dir={data_dir}'])
     assert process.stdout.readline().startswith('text: ')  # the text is built; measuring starts
     time.sleep(1)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130 and err == "bench_data.py: interrupted: nothing was written\n"
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(data_dir) == []
 
 
 @pytest.mark.parametrize('where', ['a folder', 'under /proc'])
