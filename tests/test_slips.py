@@ -63,7 +63,7 @@ def test_a_stopped_val_loss_full_is_nan_not_a_part(bigram):
 def test_scoring_needs_no_prompt(bigram, tmp_path, text_file):
     """eval_only never samples: a prompt file gone since training (or a prompt outside the text) does not matter."""
     prompt = tmp_path / 'prompt.txt'
-    prompt.write_text('ROMEO:', encoding='utf-8')
+    prompt.write_text('That', encoding='utf-8')  # in either test text
     run(bigram, tmp_path, text_file, f'--prompt=FILE:{prompt}')
     os.remove(prompt)
     figures = run(bigram, tmp_path, text_file, '--eval_only=true', '--eval_split=val')
@@ -124,7 +124,7 @@ def test_two_texts_of_one_prompt_file_leave_two_sample_files(bigram, tmp_path, t
     run(bigram, tmp_path, text_file)
     prompt = tmp_path / 'prompt.txt'
     paths = []
-    for text in ('ROMEO:', 'JULIET:'):
+    for text in ('That', 'LINE'):  # characters of either test text
         prompt.write_text(text, encoding='utf-8')
         paths.append(run(bigram, tmp_path, text_file, '--sample_only=true', f'--prompt=FILE:{prompt}'))
     assert paths[0] != paths[1] and all(os.path.exists(path) for path in paths)
