@@ -396,7 +396,7 @@ def score_text(run):
     text = ''.join(read_text(config['input_path']))
     checksum = hashlib.sha256(text.encode()).hexdigest()
     if config['eval_split'] == 'val':
-        text = text[int(0.9 * len(text)):]  # as split_data cuts it
+        text = split_data(text, 0)['val']
     unknown = ''.join(sorted(set(text) - set(run.chars)))
     require(not unknown or config['unknown'] == 'skip', f"{config['input_path']} has characters that are not in the "
             f"checkpoint's vocabulary: {' '.join(map(repr, unknown))} (--unknown=skip leaves them out and scores the rest)")

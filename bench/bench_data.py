@@ -36,8 +36,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [ROOT, os.path.join(ROOT, 'bench')]
 import gpt  # noqa: E402  (nothing runs on import; only its override parser is used)
+from bench_gpt import check_json_path  # noqa: E402
 
 BENCH_DEFAULTS = {'input_path': '', 'mb': 100, 'text': 'ascii', 'data_dir': '', 'script': 'bigram', 'steps': 0,
                   'root': '', 'json': ''}
@@ -72,20 +73,6 @@ def parse_args(args):
         raise gpt.UsageError(f"root: no {script}")
     check_json_path(options['json'])
     return options, [arg for arg in args if arg not in mine]
-
-def check_json_path(path):
-    """Refuse a --json path that cannot be written now, before minutes of measuring: try its temporary file."""
-    if not path:
-        return
-    if os.path.isdir(path):
-        raise gpt.UsageError(f"json: {path} is a folder")
-    try:
-        os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-        with open(f"{path}.tmp", 'wb'):
-            pass
-        os.remove(f"{path}.tmp")
-    except OSError as e:
-        raise gpt.UsageError(f"json: cannot write {path} ({e.strerror})") from None
 
 def work_folder(data_dir):
     """A temporary folder in data_dir (or the system's), deleted with what is in it when the `with` ends."""
