@@ -86,6 +86,7 @@ DEFAULTS = {name: value for name, value in globals().items()
             if not name.startswith('_') and isinstance(value, (bool, int, float, str, type(None)))}
 
 # ======================================================================================= bigram.py's own part
+MODEL_TYPES = {}  # the table has no hyperparameters: its size is the vocabulary's
 MODEL_KEYS = ()  # the table's size comes from the vocabulary, which the checkpoint also fixes
 VOCAB_AXES = {'table.weight': (0, 1)}  # a row and a column per character
 
@@ -131,16 +132,23 @@ def full_val_windows(config):
 
 # ======================================================================================== the engine
 # Word for word the same in bigram.py, mlp.py and gpt.py (tests/test_engine_drift.py keeps it so): settings,
-# data, evaluation, sampling, files, the run's set-up, training, command line. It calls six things of the part
-# above: MODEL_KEYS, VOCAB_AXES, check_model_config, create_model, shortest_split and full_val_windows.
+# data, evaluation, sampling, files, the run's set-up, training, command line. It uses seven things of the part
+# above: MODEL_KEYS, MODEL_TYPES, VOCAB_AXES, check_model_config, create_model, shortest_split, full_val_windows.
 
 # ---- settings: overrides and checks
 class UsageError(Exception):
     """A problem with what the person asked for: reported as one line on stderr, exit code 2."""
     exit_code = 2
 
+HYPERPARAMETER_TYPES = {  # of the engine's hyperparameters; the part above gives its model's in MODEL_TYPES
+    bool: 'compile_model resume sample_only eval_only',
+    int: 'seed batch_size block_size max_iters warmup_iters lr_decay_iters gradient_accumulation_steps eval_interval '
+         'eval_iters log_interval num_samples max_new_tokens',
+    float: 'time_budget learning_rate min_lr weight_decay beta1 beta2 grad_clip temperature',
+    str: 'input_path out_dir device dtype init_from eval_split unknown prompt', type(None): 'top_k'}
+TYPES = {name: kind for kind, names in HYPERPARAMETER_TYPES.items() for name in names.split()} | MODEL_TYPES
 TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a finite number', str: 'a string',
-              type(None): 'an integer or none'}  # a None default (top_k) takes an integer
+              type(None): 'an integer or none'}  # top_k: None, or an integer
 
 def parse_overrides(args, defaults):
     """The defaults with config files and --name=value arguments applied in order: (config, the names they set)."""
@@ -149,7 +157,7 @@ def parse_overrides(args, defaults):
         if arg.startswith('--'):
             name, has_value, value = arg[2:].partition('=')
             require(has_value, f"{arg}: expected --name=value")
-            if not isinstance(defaults.get(name), str):  # a Python literal, or true/false/none in any case
+            if TYPES.get(name, type(defaults.get(name))) is not str:  # a Python literal, or true/false/none in any case
                 words = {'true': True, 'false': False, 'none': None}
                 with contextlib.suppress(ValueError, SyntaxError):  # else left as text, for the type check to refuse
                     value = words[value.lower()] if value.lower() in words else ast.literal_eval(value)
@@ -161,15 +169,18 @@ def parse_overrides(args, defaults):
                 close = difflib.get_close_matches(name, defaults, n=1)
                 raise UsageError(f"{where}unknown hyperparameter '{name}'"
                                  + (f" (did you mean {close[0]}?)" if close else ""))
-            default = defaults[name]
-            if isinstance(default, float) and type(value) is int:
-                value = float(value)
-            fits = type(value) is type(default) or (default is None and type(value) is int)
-            require(fits and (type(value) is not float or math.isfinite(value)),
-                    f"{where}{name} must be {TYPE_NAMES[type(default)]}, got {value!r}")
-            config[name] = value
+            config[name] = typed(name, value, TYPES.get(name, type(defaults[name])), where)
             overridden.append(name)
     return config, overridden
+
+def typed(name, value, kind, where):
+    """value as a hyperparameter of type kind (an integer where a float goes becomes one), or one line saying why."""
+    if kind is float and type(value) is int:
+        value = float(value)
+    fits = type(value) is kind or (kind is type(None) and type(value) is int)
+    require(fits and (type(value) is not float or math.isfinite(value)),
+            f"{where}{name} must be {TYPE_NAMES[kind]}, got {value!r}")
+    return value
 
 def read_config_file(path):
     """The `name = value` lines of a config file, read as data: nothing in it runs."""
@@ -968,6 +979,8 @@ def run_command_line(args):
         return 0
     prefix = f"{SCRIPT}" + (f" [rank {os.environ['RANK']}]" if 'RANK' in os.environ else "")
     try:
+        for name, kind in TYPES.items():  # the values at the top of this file, as edited there
+            DEFAULTS[name] = typed(name, globals().get(name), kind, f"at the top of {SCRIPT}: ")
         main(*parse_overrides(args, DEFAULTS))
     except (UsageError, TrainingError) as e:
         print(f"{prefix}: error: {e}", file=sys.stderr)

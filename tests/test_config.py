@@ -16,6 +16,43 @@ def usage_error(module, *args):
     return str(info.value)
 
 
+# ---------------------------------------------------------------- values edited at the top of the script
+def top_edited(module, monkeypatch, capsys, name, value, *args):
+    """What run_command_line says when the value of name at the top of the script is edited to value; the input_path
+    it is given is missing, so a run that gets past the hyperparameters stops right after with that error."""
+    monkeypatch.setattr(module, name, value)  # as the edited file defines it, and DEFAULTS as gathered from it:
+    edited = dict(module.DEFAULTS, **{name: value})
+    monkeypatch.setattr(module, 'DEFAULTS', {key: v for key, v in edited.items() if not isinstance(v, tuple)})
+    assert module.run_command_line(['--input_path=no-such-file.txt', *args]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    return line
+
+
+@pytest.mark.parametrize('name, value, says', [
+    ('max_iters', 5e3, 'max_iters must be an integer, got 5000.0'),
+    ('learning_rate', (3e-4,), 'learning_rate must be a finite number, got (0.0003,)'),  # a stray comma
+    ('eval_interval', '500', "eval_interval must be an integer, got '500'"),
+    ('resume', 'False', "resume must be true or false, got 'False'"),
+    ('top_k', 5.0, 'top_k must be an integer or none, got 5.0')])
+def test_a_wrong_type_edited_at_the_top_is_one_line(script, monkeypatch, capsys, name, value, says):
+    """The types come from the script's TYPES, not from the values as edited: one line names the value."""
+    assert top_edited(script, monkeypatch, capsys, name, value) == f"{script.SCRIPT}: error: at the top of " \
+                                                                    f"{script.SCRIPT}: {says}"
+
+
+def test_an_integer_edited_where_a_float_goes_is_a_float(script, monkeypatch, capsys):
+    """temperature = 1 at the top still takes --temperature=0.8 (it used to refuse it as not an integer)."""
+    line = top_edited(script, monkeypatch, capsys, 'temperature', 1, '--temperature=0.8')
+    assert 'cannot read input_path no-such-file.txt' in line
+    assert script.DEFAULTS['temperature'] == 1.0 and type(script.DEFAULTS['temperature']) is float
+
+
+def test_a_model_hyperparameter_edited_to_the_wrong_type(monkeypatch, capsys):
+    gpt, mlp = load('gpt'), load('mlp')
+    assert 'n_layer must be an integer, got 4.0' in top_edited(gpt, monkeypatch, capsys, 'n_layer', 4.0)
+    assert 'cannot read input_path' in top_edited(mlp, monkeypatch, capsys, 'dropout', 0, '--dropout=0.1')
+
+
 # ---------------------------------------------------------------- good --name=value cases
 def test_no_args_gives_the_defaults(script):
     """Nothing asked for: the defaults, a fresh dict, nothing overridden."""

@@ -14,7 +14,7 @@ ENGINE_START = re.compile(r'^# =+ the engine\n', re.M)
 ENGINE_END = re.compile(r'^# =+ end of the engine\n', re.M)
 OWN_PART = re.compile(r'^# =+ (\w+)\.py\'s own part\n', re.M)
 HYPERPARAMETERS = re.compile(r'^# -+ hyperparameters\n(?P<body>.*?)^# -{10,}$', re.M | re.S)
-OWN_NAMES = {'MODEL_KEYS', 'check_model_config', 'create_model', 'shortest_split', 'full_val_windows'}
+OWN_NAMES = {'MODEL_KEYS', 'MODEL_TYPES', 'check_model_config', 'create_model', 'shortest_split', 'full_val_windows'}
 MODEL_BEFORE_LINE = {'bigram': 130, 'mlp': 130, 'gpt': 200}  # the lecture's gpt.py reaches its model at line 64
 
 
@@ -113,6 +113,9 @@ def test_defaults_are_the_hyperparameter_globals(name):
     for key in assigned:
         assert module.DEFAULTS[key] == getattr(module, key)
     assert {'batch_size', 'block_size', 'max_iters', 'learning_rate', 'seed'} <= set(module.DEFAULTS)
+    assert set(module.TYPES) == set(assigned), f"{name}.py: TYPES and the hyperparameters differ"
+    for key in assigned:  # as shipped, every value has the type it declares
+        assert module.typed(key, module.DEFAULTS[key], module.TYPES[key], '') is module.DEFAULTS[key]
 
 
 def required_config_keys(tree):
