@@ -37,11 +37,6 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-try:
-    import fcntl
-except ImportError:  # Windows: runs go unlocked
-    fcntl = None
-
 # ------------------------------------------------------------------------------ hyperparameters
 # run
 input_path = 'input.txt'   # UTF-8 text to learn; 'input.txt' is downloaded (tiny shakespeare) if missing
@@ -166,7 +161,7 @@ def parse_overrides(args, defaults):
             settings, where = read_config_file(arg), f"{arg}: "
         for name, value in settings:
             if name not in defaults:
-                close = difflib.get_close_matches(name, defaults, n=1)
+                close = difflib.get_close_matches(name.lower(), defaults, n=1)
                 raise UsageError(f"{where}unknown hyperparameter '{name}'"
                                  + (f" (did you mean {close[0]}?)" if close else ""))
             config[name] = typed(name, value, TYPES.get(name, type(defaults[name])), where)
@@ -504,7 +499,8 @@ def claim_out_dir(config):
     try:
         os.makedirs(out_dir, exist_ok=True)
         lock = open(os.path.join(out_dir, '.lock'), 'a')
-        if fcntl:
+        with contextlib.suppress(ImportError):  # Windows has no fcntl: runs there go unlocked
+            import fcntl
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         names = [name for name in os.listdir(out_dir)
                  if name in ('ckpt.pt', 'summary.json', 'metrics.jsonl', 'eval.json') or name.startswith('samples_')]

@@ -134,6 +134,7 @@ def test_unknown_name_suggests_the_close_one(script):
     message = usage_error(script, '--learning_rat=1')
     assert "unknown hyperparameter 'learning_rat'" in message
     assert 'did you mean learning_rate' in message
+    assert 'did you mean max_iters' in usage_error(script, '--MAX_ITERS=3')  # the case slipped
 
 
 def test_unknown_name_without_near_miss(script):

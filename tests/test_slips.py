@@ -1,4 +1,5 @@
 """Slips a tester made on purpose: each one used to lose a run, hang, print a traceback or say something untrue."""
+import importlib.util
 import json
 import math
 import os
@@ -227,3 +228,15 @@ def test_a_write_that_fails_mid_run_is_one_line(tmp_path, text_file, trouble):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and 'Traceback' not in result.stderr, result.stderr
     assert lines[-1].startswith(f"bigram.py: error: cannot write {tmp_path / 'out' / 'ckpt.pt'}: "), lines[-1]
+
+
+def test_without_fcntl_runs_go_unlocked_and_nothing_becomes_a_hyperparameter(tmp_path, text_file, monkeypatch):
+    """Windows has no fcntl: out_dir goes unlocked there. Its stand-in `fcntl = None` used to be gathered into
+    DEFAULTS, so --fcntl=7 was taken and written into summary.json, the sample header and the sample file's name."""
+    monkeypatch.setitem(sys.modules, 'fcntl', None)  # `import fcntl` raises ImportError, as on Windows
+    spec = importlib.util.spec_from_file_location('bigram_on_windows', os.path.join(ROOT, 'bigram.py'))
+    bigram = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bigram)
+    assert 'fcntl' not in bigram.DEFAULTS
+    summary = run(bigram, tmp_path, text_file)
+    assert os.path.exists(summary['samples_path']) and 'fcntl' not in summary['config']
