@@ -419,12 +419,10 @@ def decode(ids, chars):
     return ''.join(chars[i] for i in ids)
 
 def split_data(data, shortest):
-    n = int(0.9 * len(data))
-    splits = {'train': data[:n], 'val': data[n:]}
-    for name, split in splits.items():
-        require(len(split) >= shortest, f"the {name} split has {len(split)} characters, fewer than the {shortest} "
-                f"{SCRIPT} needs: use a longer text" + (" or a smaller --block_size" if shortest > 2 else ""))
-    return splits
+    n = int(0.9 * len(data))  # the train split is 9 times longer: long enough where val is
+    require(len(data) - n >= shortest, f"the val split has {len(data) - n} characters, fewer than the {shortest} "
+            f"{SCRIPT} needs: use a longer text" + (" or a smaller --block_size" if shortest > 2 else ""))
+    return {'train': data[:n], 'val': data[n:]}
 
 def load_data(config, checkpoint, device):
     """The vocabulary (the text's and the checkpoint's characters), and the splits on the device: batches cut there."""
@@ -1102,9 +1100,9 @@ def run_command_line(args):
     prefix = f"{SCRIPT}" + (f" [rank {os.environ['RANK']}]" if 'RANK' in os.environ else "")
     try:
         main(*parse_overrides(args, DEFAULTS))
-    except (UsageError, TrainingError) as e:
+    except (UsageError, TrainingError, OSError) as e:  # OSError: a full disk, out_dir removed under the run
         print(f"{prefix}: error: {e}", file=sys.stderr)
-        return e.exit_code
+        return getattr(e, 'exit_code', 1)  # 2: a usage error; 1: the run failed, its last checkpoint stays what it was
     except torch.cuda.OutOfMemoryError:  # not torch.OutOfMemoryError: that name is new in torch 2.5
         print(f"{prefix}: error: out of GPU memory: try a smaller --batch_size or --block_size "
               f"(with more --gradient_accumulation_steps to keep the batch)", file=sys.stderr)
@@ -1112,9 +1110,6 @@ def run_command_line(args):
     except KeyboardInterrupt as e:
         print(f"{prefix}: interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr)
         return 130
-    except OSError as e:  # a full disk, out_dir removed under the run: the last checkpoint stays what it was
-        print(f"{prefix}: error: {e}", file=sys.stderr)
-        return 1
     return 0
 # ==================================================================================== end of the engine
 
