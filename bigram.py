@@ -242,7 +242,6 @@ def read_text(path):
     require(start, f"input_path {path} is empty")
 
 def available_memory():
-    """Bytes of memory available now (Linux's MemAvailable), or infinity where that is not known."""
     with contextlib.suppress(OSError, StopIteration, ValueError), open('/proc/meminfo') as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith('MemAvailable:'))
     return math.inf
@@ -376,7 +375,7 @@ def score_text(run):
         text = split_data(text, 0)['val']
     unknown = ''.join(sorted(set(text) - set(run.chars)))
     require(not unknown or config['unknown'] == 'skip', f"{config['input_path']} has characters that are not in the "
-            f"checkpoint's vocabulary: {' '.join(map(repr, unknown))} (--unknown=skip leaves them out and scores the rest)")
+            f"checkpoint's vocabulary: {' '.join(map(repr, unknown))} (--unknown=skip scores the rest without them)")
     scored = text.translate(dict.fromkeys(map(ord, unknown))) if unknown else text  # the model reads on past them
     minimum = full_val_windows(config)[1] + 2
     require(len(scored) >= minimum, f"{config['input_path']} has too few characters to score ({len(scored):,}; "
@@ -532,7 +531,7 @@ def load_checkpoint(path):
         checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # a truncated zip, random bytes, a pickled object: whatever it is, it is not loaded
         if 'Unsupported global' in str(e):
-            raise UsageError(f"{path} holds pickled Python objects, which could run code when loaded: refused") from None
+            raise UsageError(f"{path} holds pickled Python objects, which could run code if loaded: refused") from None
         raise UsageError(f"{path} is damaged (corrupt or truncated): it cannot be loaded; train again") from None
     needed = {'script', 'model', 'optimizer', 'scaler', 'config', 'chars', 'step', 'losses', 'rng'}
     if not isinstance(checkpoint, dict) or checkpoint.get('script') != SCRIPT or not needed <= checkpoint.keys():
@@ -559,8 +558,7 @@ class Run:
         self.config = config = self.settle_config(config, overridden)
         self.device = pick_device(config['device'], int(os.environ['LOCAL_RANK']) if self.distributed else None)
         self.dtype = pick_dtype('float32' if config['sample_only'] else config['dtype'], self.device)
-        self.autocast = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype != torch.float32
-                         else contextlib.nullcontext())
+        self.autocast = torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         if self.distributed:
             dist.init_process_group('nccl' if self.device.type == 'cuda' else 'gloo')
@@ -943,7 +941,6 @@ def stop_requests():
         signal.signal(signal.SIGINT, previous)
 
 def warn_if_slow(device, flops):
-    """Say at once when a run is sized for a GPU but started on a CPU."""
     if device.type == 'cpu' and flops > 1e14:
         cpu_config = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs', f"{SCRIPT[:-3]}_cpu.py")
         hint = (f"python {os.path.relpath(__file__)} {os.path.relpath(cpu_config)}" if os.path.exists(cpu_config)
@@ -963,17 +960,16 @@ def run_command_line(args):
     prefix = f"{SCRIPT}" + (f" [rank {os.environ['RANK']}]" if 'RANK' in os.environ else "")
     try:
         main(*parse_overrides(args, DEFAULTS))
+        return 0
     except (UsageError, TrainingError, OSError) as e:  # OSError: a full disk, out_dir removed under the run
-        print(f"{prefix}: error: {e}", file=sys.stderr)
-        return getattr(e, 'exit_code', 1)  # 2: a usage error; 1: the run failed, its last checkpoint stays what it was
+        problem, exit_code = f"error: {e}", getattr(e, 'exit_code', 1)  # 1: the run failed, its last checkpoint kept
     except torch.cuda.OutOfMemoryError:  # not torch.OutOfMemoryError: that name is new in torch 2.5
-        print(f"{prefix}: error: out of GPU memory: try a smaller --batch_size or --block_size "
-              f"(with more --gradient_accumulation_steps to keep the batch)", file=sys.stderr)
-        return 2
+        problem, exit_code = ("error: out of GPU memory: try a smaller --batch_size or --block_size (with more "
+                              "--gradient_accumulation_steps to keep the batch)"), 2
     except KeyboardInterrupt as e:
-        print(f"{prefix}: interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr)
-        return 130
-    return 0
+        problem, exit_code = "interrupted" + (f": {e}" if str(e) else ""), 130
+    print(f"{prefix}: {problem}", file=sys.stderr)
+    return exit_code
 # ==================================================================================== end of the engine
 
 if __name__ == '__main__':
