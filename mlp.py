@@ -572,16 +572,15 @@ class Run:
     sampled); `fast_model`, compiled on CUDA (estimates, training); `train_model`, in DDP (training steps only)."""
 
     def __init__(self, config, overridden):
-        self.distributed = 'RANK' in os.environ  # set by torchrun
         self.rank, self.world_size = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
         self.ckpt_path = os.path.join(config['out_dir'], 'ckpt.pt')
         self.metrics_path = os.path.join(config['out_dir'], 'metrics.jsonl')
         self.config = config = self.settle_config(config, overridden)
-        self.device = pick_device(config['device'], int(os.environ['LOCAL_RANK']) if self.distributed else None)
+        self.device = pick_device(config['device'], int(os.environ['LOCAL_RANK']) if 'RANK' in os.environ else None)
         self.dtype = pick_dtype('float32' if config['sample_only'] else config['dtype'], self.device)
         self.autocast = torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        if self.distributed:
+        if 'RANK' in os.environ:  # set by torchrun
             dist.init_process_group('nccl' if self.device.type == 'cuda' else 'gloo')
         self.chars, self.splits = ((self.checkpoint['chars'], None) if config['sample_only'] or config['eval_only']
                                    else load_data(config, self.checkpoint, self.device))
@@ -648,7 +647,7 @@ class Run:
         self.step_seconds, self.eval_seconds, self.tokens = (resumed.get(key, 0)  # 0: checkpoints without them
                                                              for key in ('step_seconds', 'eval_seconds', 'tokens'))
         log(f"{SCRIPT}: {self.params:,} parameters ({self.params / 1e6:.2f}M), device {self.device}, dtype "
-            f"{str(self.dtype)[6:]}" + (f", {self.world_size} processes" if self.distributed else ""))
+            f"{str(self.dtype)[6:]}" + (f", {self.world_size} processes" if dist.is_initialized() else ""))
 
 def placed_by_character(model, checkpoint, chars):
     """The checkpoint's weights as a state dict for model, by character, never by index: the rows (and columns) on
@@ -763,7 +762,7 @@ def main(config, overridden=()):
     work = write_samples if run.config['sample_only'] else score_text if run.config['eval_only'] else train
     with run.lock or contextlib.nullcontext():  # closing the lock file releases out_dir
         result = work(run) if work is train or run.rank == 0 else None  # one process samples or scores
-    if run.distributed:  # on every way out but an error, which ends the job anyway
+    if dist.is_initialized():  # on every way out but an error, which ends the job anyway
         dist.barrier()  # together: a rank tearing down while rank 0 still scores and samples aborted (1 run in 27)
         dist.destroy_process_group()
     return result
