@@ -269,7 +269,6 @@ def read_text(path):
     require(start, f"input_path {path} is empty")
 
 def available_memory():
-    """Bytes of memory available now (Linux's MemAvailable), or infinity where that is not known."""
     with contextlib.suppress(OSError, StopIteration, ValueError), open('/proc/meminfo') as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith('MemAvailable:'))
     return math.inf
@@ -313,12 +312,10 @@ def decode(ids, chars):
     return ''.join(chars[i] for i in ids)
 
 def split_data(data, shortest):
-    n = int(0.9 * len(data))
-    splits = {'train': data[:n], 'val': data[n:]}
-    for name, split in splits.items():
-        require(len(split) >= shortest, f"the {name} split has {len(split)} characters, fewer than the {shortest} "
-                f"{SCRIPT} needs: use a longer text" + (" or a smaller --block_size" if shortest > 2 else ""))
-    return splits
+    n = int(0.9 * len(data))  # the train split is 9 times longer: long enough where val is
+    require(len(data) - n >= shortest, f"the val split has {len(data) - n} characters, fewer than the {shortest} "
+            f"{SCRIPT} needs: use a longer text" + (" or a smaller --block_size" if shortest > 2 else ""))
+    return {'train': data[:n], 'val': data[n:]}
 
 def load_data(config, checkpoint, device):
     """The vocabulary (the text's and the checkpoint's characters), and the splits on the device: batches cut there."""
@@ -405,7 +402,7 @@ def score_text(run):
         text = split_data(text, 0)['val']
     unknown = ''.join(sorted(set(text) - set(run.chars)))
     require(not unknown or config['unknown'] == 'skip', f"{config['input_path']} has characters that are not in the "
-            f"checkpoint's vocabulary: {' '.join(map(repr, unknown))} (--unknown=skip leaves them out and scores the rest)")
+            f"checkpoint's vocabulary: {' '.join(map(repr, unknown))} (--unknown=skip scores the rest without them)")
     scored = text.translate(dict.fromkeys(map(ord, unknown))) if unknown else text  # the model reads on past them
     minimum = full_val_windows(config)[1] + 2
     require(len(scored) >= minimum, f"{config['input_path']} has too few characters to score ({len(scored):,}; "
@@ -454,14 +451,13 @@ def prompt_ids(config, chars):
     return encode(text, chars, 'the prompt')
 
 def write_samples(run):
-    """Write num_samples continuations of the prompt, under a header of the settings of run.checkpoint (the one loaded,
-    or the last saved) and of the sampling, to samples_<their hash>.txt."""
-    config, checkpoint = run.config, run.checkpoint
-    step, losses = checkpoint['step'], checkpoint['losses']
+    """num_samples continuations of the prompt, under a header of the settings, in samples_<their hash>.txt."""
+    config, checkpoint = run.config, run.checkpoint  # the checkpoint loaded, or the last saved
+    step, losses, prompt = checkpoint['step'], checkpoint['losses'], decode(run.prompt.tolist(), run.chars)
     generator = torch.Generator(run.device).manual_seed(config['seed'])
     watch = config['sample_only'] and sys.stdout.isatty()  # a person sees the first sample being written
     if watch:
-        print(decode(run.prompt.tolist(), run.chars), end='', flush=True)
+        print(prompt, end='', flush=True)
     run.model.eval()
     ids = run.model.generate(run.prompt.expand(config['num_samples'], -1), config['max_new_tokens'],
                              config['temperature'], config['top_k'], generator,
@@ -470,7 +466,7 @@ def write_samples(run):
         print()
     settings = {name: value for name, value in checkpoint['config'].items() if name not in ('resume', 'sample_only')}
     sampling = {name: config[name] for name in SAMPLING_KEYS}
-    file_text = [decode(run.prompt.tolist(), run.chars)] if config['prompt'].startswith('FILE:') else []  # may change
+    file_text = [prompt] if config['prompt'].startswith('FILE:') else []  # the file may change
     digest = hashlib.sha1(json.dumps([settings, sampling] + file_text, sort_keys=True).encode()).hexdigest()[:8]
     lines = [f"# {SCRIPT} samples: diff two sample files to see what changed between runs",
              f"# torch {torch.__version__}, device {run.device}, trained in {checkpoint.get('dtype', '?')}, "
@@ -563,7 +559,7 @@ def load_checkpoint(path):
         checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # a truncated zip, random bytes, a pickled object: whatever it is, it is not loaded
         if 'Unsupported global' in str(e):
-            raise UsageError(f"{path} holds pickled Python objects, which could run code when loaded: refused") from None
+            raise UsageError(f"{path} holds pickled Python objects, which could run code if loaded: refused") from None
         raise UsageError(f"{path} is damaged (corrupt or truncated): it cannot be loaded; train again") from None
     needed = {'script', 'model', 'optimizer', 'scaler', 'config', 'chars', 'step', 'losses', 'rng'}
     if not isinstance(checkpoint, dict) or checkpoint.get('script') != SCRIPT or not needed <= checkpoint.keys():
@@ -587,26 +583,26 @@ class Run:
         self.rank, self.world_size = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
         self.ckpt_path = os.path.join(config['out_dir'], 'ckpt.pt')
         self.metrics_path = os.path.join(config['out_dir'], 'metrics.jsonl')
-        self.settle_config(config, overridden)
-        self.device = pick_device(self.config['device'], int(os.environ['LOCAL_RANK']) if self.distributed else None)
-        self.dtype = pick_dtype('float32' if self.config['sample_only'] else self.config['dtype'], self.device)
+        self.config = config = self.settle_config(config, overridden)
+        self.device = pick_device(config['device'], int(os.environ['LOCAL_RANK']) if self.distributed else None)
+        self.dtype = pick_dtype('float32' if config['sample_only'] else config['dtype'], self.device)
         self.autocast = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype != torch.float32
-                         else contextlib.nullcontext())
+                         else contextlib.nullcontext())  # torch 2.4 has no autocast on MPS, even a disabled one
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         if self.distributed:
             dist.init_process_group('nccl' if self.device.type == 'cuda' else 'gloo')
-        self.chars, self.splits = ((self.checkpoint['chars'], None) if self.config['sample_only'] or self.config['eval_only'] else
-                                   load_data(self.config, self.checkpoint, self.device))
-        if not self.config['eval_only']:  # scoring needs no prompt
-            self.prompt = prompt_ids(self.config, self.chars).long().to(self.device)
+        self.chars, self.splits = ((self.checkpoint['chars'], None) if config['sample_only'] or config['eval_only']
+                                   else load_data(config, self.checkpoint, self.device))
+        if not config['eval_only']:  # scoring needs no prompt
+            self.prompt = prompt_ids(config, self.chars).long().to(self.device)
         self.build_model()
-        self.lock = claim_out_dir(self.config) if self.rank == 0 else None  # last: every check above has passed
+        self.lock = claim_out_dir(config) if self.rank == 0 else None  # last: every check above has passed
         if self.checkpoint:  # a run there that ended since it was read replaced it: these are old weights
             require(inode(self.source) == self.checkpoint_inode,
                     f"{self.source} was replaced while this command started (a run there ended): run it again")
 
     def settle_config(self, config, overridden):
-        """Sets the config to run with, checked, and the checkpoint it starts from: out_dir's, init_from's, or None."""
+        """The config to run with, checked; sets the checkpoint it starts from: out_dir's, init_from's, or None."""
         self.source = config['init_from'] or self.ckpt_path
         doing = {'resume': 'resuming', 'sample_only': 'sampling', 'eval_only': 'scoring', 'init_from': 'starting'}
         modes = [name for name in doing if config[name]]
@@ -622,7 +618,6 @@ class Run:
             log(f"{doing[modes[0]]} from {self.source}, step {self.checkpoint['step']}")
             config, overridden = merge_checkpoint_config(config, overridden, self.checkpoint, modes == ['init_from'])
         check_config(config, overridden)
-        self.config = config
         if overridden:
             log("overrides: " + ", ".join(f"{name}={config[name]!r}" for name in dict.fromkeys(overridden)))
         if config['resume']:
@@ -631,6 +626,7 @@ class Run:
                 config['gradient_accumulation_steps'] % self.world_size == 0,
                 f"gradient_accumulation_steps ({config['gradient_accumulation_steps']}) must be divisible by the "
                 f"number of processes ({self.world_size})")
+        return config
 
     def build_model(self):
         """The model, its optimizer, scaler and batch generator, and the run's progress: from the checkpoint, if any."""
@@ -651,7 +647,7 @@ class Run:
         if resumed:
             if resumed['scaler']:  # empty unless the checkpoint was trained in float16
                 self.scaler.load_state_dict(resumed['scaler'])
-            try:  # the batch order goes on where it stopped, unless saved on another kind of device (CUDA's state: 16 bytes)
+            try:  # the batch order goes on where it stopped, unless saved on another kind of device
                 self.generator.set_state(resumed['rng']['batches'].cpu())
             except RuntimeError:  # this device's kind of generator, seeded as at the start, draws other batches
                 log("note: the checkpoint's batch order was saved on another kind of device: new batches from here on")
@@ -844,10 +840,10 @@ def train(run):
     if run.rank != 0:
         return None
     save_checkpoint(run, config['max_iters'], losses)
-    per_byte = f", {losses['val_bpb']:.4f} per UTF-8 byte" if f"{losses['val_bpb']:.4f}" != f"{losses['val_bpc']:.4f}" else ""
-    log(f"val_loss_full {losses['val_loss_full']:.4f} nats = {losses['val_bpc']:.4f} bits per character{per_byte} "
-        f"(every val character once); trained {run.step_seconds + run.eval_seconds:.1f} s "
-        f"at {tokens_per_second:,.0f} tokens/s")
+    bpc, bpb = f"{losses['val_bpc']:.4f}", f"{losses['val_bpb']:.4f}"  # bits per byte where they differ
+    log(f"val_loss_full {losses['val_loss_full']:.4f} nats = {bpc} bits per character"
+        + (f", {bpb} per UTF-8 byte" if bpb != bpc else "") + f" (every val character once); "
+        f"trained {run.step_seconds + run.eval_seconds:.1f} s at {tokens_per_second:,.0f} tokens/s")
     samples_path = write_samples(run)
     summary = {'script': SCRIPT, 'config': config, 'iters': config['max_iters'], **losses,
                'best_val_loss': run.best_val_loss, 'train_seconds': run.step_seconds + run.eval_seconds,
@@ -860,8 +856,7 @@ def train(run):
     return summary
 
 def settle_budget(run):
-    """Before the first step, set max_iters = lr_decay_iters so that steps and evaluations fill time_budget, timing a
-    few steps on the run's state (put back afterwards: the run stays exact) and one estimate."""
+    """Set max_iters = lr_decay_iters to fill time_budget, as timed on a few steps (undone after) and an estimate."""
     config, keepers = run.config, (run.model, run.optimizer, run.scaler)
     saved, batches = copy.deepcopy([keeper.state_dict() for keeper in keepers]), run.generator.get_state()
     seconds = []  # of each step; the first 3 pay for allocations and kernel choices: not counted
@@ -883,10 +878,10 @@ def settle_budget(run):
     if run.world_size > 1:
         dist.broadcast(steps, 0)  # every process takes rank 0's count
     config['max_iters'] = config['lr_decay_iters'] = steps = steps.item()
-    require(steps > config['warmup_iters'], f"a time budget of {config['time_budget']:g} s fits only {steps} steps here "
-            f"(at {1000 * step_seconds:.1f} ms a step), no more than warmup_iters = {config['warmup_iters']}")
-    log(f"time budget {config['time_budget']:g} s: {1000 * step_seconds:.1f} ms a step and {eval_seconds:.2f} s an estimate "
-        f"fit {steps:,} steps. The same run without the budget: "
+    require(steps > config['warmup_iters'], f"a time budget of {config['time_budget']:g} s fits only {steps} steps "
+            f"here (at {1000 * step_seconds:.1f} ms a step), no more than warmup_iters = {config['warmup_iters']}")
+    log(f"time budget {config['time_budget']:g} s: {1000 * step_seconds:.1f} ms a step and {eval_seconds:.2f} s an "
+        f"estimate fit {steps:,} steps. The same run without the budget: "
         f"{this_command(time_budget=0, max_iters=steps, lr_decay_iters=steps)}")
 
 def train_step(run, step):
@@ -941,12 +936,11 @@ def read_back(run, pending, bar):
     pending.clear()
 
 def diverged(run, what):
-    """The error for a loss that is not finite: which checkpoint holds good weights, if any, and what to change."""
     kept = ("rank 0 says which checkpoint holds good weights" if run.rank != 0 else  # rank 0 alone writes checkpoints
             "this run wrote no checkpoint" if run.saved_step is None else
             f"{run.ckpt_path} keeps the weights of step {run.saved_step}")
-    advice = f"a --learning_rate below {run.config['learning_rate']:g}" + ("" if run.config['grad_clip'] else " or --grad_clip=1")
-    return TrainingError(f"{what}: stopping; {kept}. Try {advice}")
+    clip = "" if run.config['grad_clip'] else " or --grad_clip=1"
+    return TrainingError(f"{what}: stopping; {kept}. Try a --learning_rate below {run.config['learning_rate']:g}{clip}")
 
 def stopped(run, step, losses):
     """Ctrl-C: checkpoint at step, and the command that continues from it (this_command says how it is written)."""
@@ -967,7 +961,7 @@ def stop_requests():
     def handler(signum, frame):
         requested.append(signum)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        log("interrupt: stopping after this step or evaluation batch to save a checkpoint (Ctrl-C again to stop at once)")
+        log("interrupt: saving a checkpoint after this step or evaluation batch (Ctrl-C again to stop at once)")
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -976,7 +970,6 @@ def stop_requests():
         signal.signal(signal.SIGINT, previous)
 
 def warn_if_slow(device, flops):
-    """Say at once when a run is sized for a GPU but started on a CPU."""
     if device.type == 'cpu' and flops > 1e14:
         cpu_config = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs', f"{SCRIPT[:-3]}_cpu.py")
         hint = (f"python {os.path.relpath(__file__)} {os.path.relpath(cpu_config)}" if os.path.exists(cpu_config)
@@ -986,8 +979,7 @@ def warn_if_slow(device, flops):
 
 # ---- command line
 def run_command_line(args):
-    """Parse the overrides, run main, and turn the expected failures into one line on stderr and an exit code;
-    --help prints the docstring and the hyperparameters with their defaults and comments, as this file has them."""
+    """--help, or main with the overrides, its expected failures turned into one line on stderr and an exit code."""
     if '-h' in args or '--help' in args:
         with open(__file__, encoding='utf-8') as f:
             hyperparameters = f.read().split(' hyperparameters\n', 1)[1].split('\n# ---', 1)[0]
@@ -999,20 +991,16 @@ def run_command_line(args):
         for name, kind in TYPES.items():  # the values at the top of this file, as edited there
             DEFAULTS[name] = typed(name, globals().get(name), kind, f"at the top of {SCRIPT}: ")
         main(*parse_overrides(args, DEFAULTS))
-    except (UsageError, TrainingError) as e:
-        print(f"{prefix}: error: {e}", file=sys.stderr)
-        return e.exit_code
+        return 0
+    except (UsageError, TrainingError, OSError) as e:  # OSError: a full disk, out_dir removed under the run
+        problem, exit_code = f"error: {e}", getattr(e, 'exit_code', 1)  # 1: the run failed, its last checkpoint kept
     except torch.cuda.OutOfMemoryError:  # not torch.OutOfMemoryError: that name is new in torch 2.5
-        print(f"{prefix}: error: out of GPU memory: try a smaller --batch_size or --block_size "
-              f"(with more --gradient_accumulation_steps to keep the batch)", file=sys.stderr)
-        return 2
+        problem, exit_code = ("error: out of GPU memory: try a smaller --batch_size or --block_size (with more "
+                              "--gradient_accumulation_steps to keep the batch)"), 2
     except KeyboardInterrupt as e:
-        print(f"{prefix}: interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr)
-        return 130
-    except OSError as e:  # a full disk, out_dir removed under the run: the last checkpoint stays what it was
-        print(f"{prefix}: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+        problem, exit_code = "interrupted" + (f": {e}" if str(e) else ""), 130
+    print(f"{prefix}: {problem}", file=sys.stderr)
+    return exit_code
 # ==================================================================================== end of the engine
 
 if __name__ == '__main__':

@@ -91,7 +91,7 @@ CASES = [  # (id, script, build args, what the error line must contain)
     ('input-is-a-directory', 'gpt', lambda c: c.args(input_path=str(c.tmp)), ['cannot read input_path']),
     ('empty-input', 'gpt', with_text(b''), ['input_text', 'empty']),
     ('non-utf8-input', 'gpt', with_text('caf\u00e9 au lait '.encode('latin-1') * 100), ['not UTF-8']),
-    ('train-split-too-short', 'gpt', with_text('abcdefghij'), ['train split', 'block_size']),
+    ('text-too-short', 'gpt', with_text('abcdefghij'), ['val split has 1 characters', 'block_size']),  # train too
     ('val-split-too-short', 'gpt', with_text('abcdefghij' * 10), ['val split has 10 characters', 'block_size']),
     ('one-character-vocabulary', 'gpt', with_text('a' * 1000), ['vocabulary of one character']),
     ('unknown-hyperparameter', 'gpt', lambda c: c.args() + ['--n_layers=3'], ["unknown hyperparameter 'n_layers'", 'n_layer']),
