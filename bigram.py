@@ -521,7 +521,8 @@ def save_checkpoint(run, step, losses):
                   'scaler': run.scaler.state_dict(), 'config': run.config, 'chars': run.chars, 'step': step,
                   'best_val_loss': run.best_val_loss, 'losses': losses, 'dtype': str(run.dtype)[6:],
                   'tokens': run.tokens, 'step_seconds': run.step_seconds, 'eval_seconds': run.eval_seconds,
-                  'rng': {'batches': run.generator.get_state()}}  # dropout needs no state: train_step seeds it per step
+                  'rng': {'batches': run.generator.get_state()},  # dropout needs no state: train_step seeds it per step
+                  'defaults': DEFAULTS}  # the values at the top of this file: a later edit there is found by them
     write_atomic(run.ckpt_path, lambda f: torch.save(checkpoint, f))
     run.checkpoint, run.saved_step = checkpoint, step
 
@@ -651,6 +652,12 @@ def merge_checkpoint_config(config, overridden, checkpoint, starting):
     """The checkpoint's config under this command's overrides and the settings it predates, or, starting from its
     weights, this command's with its model shape. Sampling takes only the sampling overrides, saying what it ignores."""
     trained = checkpoint['config']
+    edited = [name for name, value in checkpoint.get('defaults', {}).items()  # since the checkpoint: as if overridden
+              if DEFAULTS.get(name, value) != value and name not in overridden]
+    if edited:
+        log(f"note: changed at the top of {SCRIPT} since this checkpoint was written, so taken as given: "
+            + ", ".join(f"{name}={config[name]!r}" for name in edited))
+    overridden = edited + list(overridden)
     own = ('resume', 'sample_only', 'eval_only', 'eval_split', 'unknown', 'out_dir')  # always this command's settings
     taken = [name for name in (MODEL_KEYS if starting else trained) if name in trained and name not in own]
     merged = dict(config, **{name: trained[name] for name in taken})
@@ -669,7 +676,7 @@ def merge_checkpoint_config(config, overridden, checkpoint, starting):
     for name in overridden:
         if name in MODEL_KEYS and config[name] != merged[name]:
             raise UsageError(f"{name} = {config[name]!r} here, but the checkpoint was trained with {name} = "
-                             f"{merged[name]!r}: drop the override, or train afresh in another --out_dir")
+                             f"{merged[name]!r}: drop the change, or train afresh in another --out_dir")
         merged[name] = config[name]
     return merged, overridden
 

@@ -240,3 +240,37 @@ def test_without_fcntl_runs_go_unlocked_and_nothing_becomes_a_hyperparameter(tmp
     assert 'fcntl' not in bigram.DEFAULTS
     summary = run(bigram, tmp_path, text_file)
     assert os.path.exists(summary['samples_path']) and 'fcntl' not in summary['config']
+
+
+def edited_at_the_top(module, monkeypatch, **values):
+    """As if these values had been written at the top of the script since the last run."""
+    monkeypatch.setattr(module, 'DEFAULTS', dict(module.DEFAULTS, **values))
+
+
+def test_values_edited_at_the_top_since_a_checkpoint_are_taken(bigram, tmp_path, text_file, monkeypatch, capsys):
+    """Editing the hyperparameters in place is how the scripts are used: --sample_only and --resume take what was
+    edited at the top since the checkpoint was written, as they take --name=value (they used to keep the
+    checkpoint's values without a word: the edited temperature sampled at 1.0, the edited max_iters trained nothing)."""
+    run(bigram, tmp_path, text_file)
+    edited_at_the_top(bigram, monkeypatch, temperature=0.0, learning_rate=0.5)
+    with open(run(bigram, tmp_path, text_file, '--sample_only=true'), encoding='utf-8') as f:
+        assert 'temperature = 0.0' in f.read()
+    out = capsys.readouterr().out
+    assert 'changed at the top of bigram.py since this checkpoint was written, so taken as given: ' \
+           'learning_rate=0.5, temperature=0.0' in out  # in the file's order
+    assert 'ignored learning_rate=0.5 (trained with 0.03)' in out
+    args = [arg for arg in tiny_args('bigram', tmp_path, text_file) if not arg.startswith('--max_iters=')]
+    edited_at_the_top(bigram, monkeypatch, max_iters=40)
+    summary = bigram.main(*bigram.parse_overrides(args + ['--resume=true'], bigram.DEFAULTS))
+    assert summary['iters'] == 40 and summary['config']['learning_rate'] == 0.5  # both edits, from step 30 on
+
+
+def test_a_model_shape_edited_at_the_top_is_refused_on_resume(tmp_path, text_file, monkeypatch):
+    gpt = load('gpt')
+    args = [arg for arg in tiny_args('gpt', tmp_path, text_file) if not arg.startswith('--n_layer=')]
+    edited_at_the_top(gpt, monkeypatch, n_layer=2)
+    gpt.main(*gpt.parse_overrides(args, gpt.DEFAULTS))
+    edited_at_the_top(gpt, monkeypatch, n_layer=3)
+    with pytest.raises(gpt.UsageError, match='n_layer = 3 here, but the checkpoint was trained with n_layer = 2: '
+                                             'drop the change'):
+        gpt.main(*gpt.parse_overrides(args + ['--resume=true'], gpt.DEFAULTS))
