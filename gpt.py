@@ -1101,7 +1101,7 @@ def run_command_line(args):
     """--help, or main with the overrides, its expected failures turned into one line on stderr and an exit code."""
     if '-h' in args or '--help' in args:
         with open(__file__, encoding='utf-8') as f:
-            hyperparameters = f.read().split(' hyperparameters\n', 1)[1].split('\n# ---', 1)[0]
+            hyperparameters = f.read().partition(' hyperparameters\n')[2].partition('\n# ' + '-' * 20)[0]
         log(f"{__doc__.strip()}\n\nHyperparameters (--name=value overrides one; config files hold name = value lines):"
             f"\n{hyperparameters}\n")
         return 0

@@ -274,3 +274,18 @@ def test_a_model_shape_edited_at_the_top_is_refused_on_resume(tmp_path, text_fil
     with pytest.raises(gpt.UsageError, match='n_layer = 3 here, but the checkpoint was trained with n_layer = 2: '
                                              'drop the change'):
         gpt.main(*gpt.parse_overrides(args + ['--resume=true'], gpt.DEFAULTS))
+
+
+def test_help_survives_edits_to_the_hyperparameter_comments(tmp_path):
+    """--help reads the hyperparameters from the file between its markers: a comment like `# --- mine` inside the
+    block cut the list short, and a deleted marker line was an IndexError traceback."""
+    with open(os.path.join(ROOT, 'bigram.py'), encoding='utf-8') as f:
+        source = f.read()
+    edited = {'own-comment': source.replace('\n# sampling\n', '\n# --- sampling (mine)\n'),
+              'no-marker': source.replace('# ' + '-' * 78 + ' hyperparameters\n', '')}
+    for name, text in edited.items():
+        assert text != source, name
+        (tmp_path / f'{name}.py').write_text(text, encoding='utf-8')
+        result = subprocess.run([sys.executable, str(tmp_path / f'{name}.py'), '--help'], capture_output=True, text=True)
+        assert result.returncode == 0 and result.stderr == '', result.stderr
+        assert 'temperature = 1.0' in result.stdout or name == 'no-marker'  # that one lists none, and says nothing
