@@ -683,7 +683,7 @@ def start_metrics(path, start_step):
     """metrics.jsonl keeps the evaluations before start_step; a resumed run logs the rest again."""
     kept = []
     with contextlib.suppress(FileNotFoundError), open(path) as f:  # none yet in a fresh run's out_dir
-        kept = [line for line in f if json.loads(line)['step'] < start_step]
+        kept = [line for line in f if line.endswith('\n') and json.loads(line)['step'] < start_step]  # whole lines
     write_atomic(path, lambda f: f.write(''.join(kept).encode()))
 
 # ---- the run: its config, device, data, model and optimizer
@@ -786,7 +786,7 @@ def merge_checkpoint_config(config, overridden, checkpoint, starting):
     weights, this command's with its model shape. Sampling takes only the sampling overrides, saying what it ignores."""
     trained = checkpoint['config']
     edited = [name for name, value in checkpoint.get('defaults', {}).items()  # since the checkpoint: as if overridden
-              if DEFAULTS.get(name, value) != value and name not in overridden]
+              if DEFAULTS.get(name, value) != value and name not in overridden and (name in MODEL_KEYS or not starting)]
     if edited:
         log(f"note: changed at the top of {SCRIPT} since this checkpoint was written, so taken as given: "
             + ", ".join(f"{name}={config[name]!r}" for name in edited))
@@ -802,10 +802,10 @@ def merge_checkpoint_config(config, overridden, checkpoint, starting):
             log(f"{'sampling' if config['sample_only'] else 'scoring'} takes the model as it was trained: ignored "
                 + ", ".join(f"{name}={config[name]!r} (trained with {merged[name]!r})" for name in ignored))
         overridden = [name for name in overridden if name in used]
-    if config['resume'] and 'time_budget' in overridden:  # the run settled (or set) its steps when it started
-        overridden = [name for name in overridden if name != 'time_budget']
-        if config['time_budget'] != merged['time_budget']:
+    if config['resume']:  # the run settled (or set) its steps, and took the weights it started from, when it started
+        if 'time_budget' in overridden and config['time_budget'] != merged['time_budget']:
             log(f"note: time_budget={config['time_budget']!r} changes nothing: a resumed run goes on to max_iters")
+        overridden = [name for name in overridden if name not in ('time_budget', 'init_from')]
     for name in overridden:
         if name in MODEL_KEYS and config[name] != merged[name]:
             raise UsageError(f"{name} = {config[name]!r} here, but the checkpoint was trained with {name} = "
@@ -982,7 +982,10 @@ def settle_budget(run):
     while len(seconds) < 8 or sum(seconds[3:]) < min(3.0, 0.02 * config['time_budget']):
         started = time.perf_counter()
         train_step(run, len(seconds)).item()
-        seconds.append(time.perf_counter() - started)
+        took = torch.tensor(time.perf_counter() - started, device=run.device)
+        if run.world_size > 1:  # rank 0's clock for all: every process times as many steps (each one is collective)
+            dist.broadcast(took, 0)
+        seconds.append(took.item())
     step_seconds = sum(seconds[3:]) / len(seconds[3:])
     for keeper, state in zip(keepers, saved):
         keeper.load_state_dict(state)
@@ -993,7 +996,7 @@ def settle_budget(run):
     eval_seconds = time.perf_counter() - started
     # steps * step_seconds + (steps / eval_interval + 2) * eval_seconds = time_budget
     fit = (config['time_budget'] - 2 * eval_seconds) / (step_seconds + eval_seconds / config['eval_interval'])
-    steps = torch.tensor(max(0, int(fit)))
+    steps = torch.tensor(max(0, int(fit)), device=run.device)  # NCCL broadcasts device tensors only
     if run.world_size > 1:
         dist.broadcast(steps, 0)  # every process takes rank 0's count
     config['max_iters'] = config['lr_decay_iters'] = steps = steps.item()
@@ -1063,9 +1066,10 @@ def diverged(run, what):
 
 def stopped(run, step, losses):
     """Ctrl-C: checkpoint at step, and the command that continues from it (this_command says how it is written)."""
-    save_checkpoint(run, step, losses)
+    if step != run.saved_step:  # else the checkpoint holds this very state already, with its losses
+        save_checkpoint(run, step, losses)
     return KeyboardInterrupt(f"saved {run.ckpt_path} at step {step}; continue with: "
-                             f"{this_command(resume='true', init_from=None)}")
+                             f"{this_command(resume='true', init_from='' if run.config['init_from'] else None)}")
 
 def this_command(**changes):
     """The command that started this process with `changes` (None drops a setting), quoted to be pasted back."""

@@ -91,3 +91,26 @@ def test_plain_run_sets_up_no_process_group(tmp_path, text_file):
     from conftest import tiny_config
     gpt.main(tiny_config(gpt, tmp_path, text_file, max_iters=2, eval_interval=2))
     assert not torch.distributed.is_initialized()
+
+
+def test_a_time_budget_times_the_same_steps_on_every_rank(tmp_path, text_file):
+    """Each process timed steps until its own clock said enough: with rank 1 slower (here, its clock runs 10x),
+    rank 1 stopped first and the job hung, rank 0 waiting in a step's all-reduce (2 runs in 5 hung on their own).
+    Rank 0's clock now decides for all."""
+    launcher = tmp_path / 'slow_rank_1.py'
+    launcher.write_text(textwrap.dedent(f"""
+        import os, sys, time
+        sys.argv[0] = 'gpt.py'
+        sys.path.insert(0, {ROOT!r})
+        import gpt
+        if os.environ['RANK'] == '1':
+            clock = time.perf_counter
+            gpt.time = type(time)('slow_time')
+            gpt.time.__dict__.update(time.__dict__, perf_counter=lambda: 10 * clock())
+        sys.exit(gpt.run_command_line(sys.argv[1:]))
+    """))
+    args = [arg for arg in tiny_args('gpt', tmp_path, text_file, **DDP_SETTINGS, time_budget=4.0)
+            if not arg.startswith(('--max_iters=', '--lr_decay_iters='))]  # the budget settles them
+    result = torchrun([str(launcher), *args], cwd=tmp_path, timeout=90)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'time budget 4 s:' in result.stdout

@@ -123,6 +123,39 @@ def test_ctrl_c_while_scoring_the_val_split_keeps_every_step(tmp_path, text_file
     assert resumed == json.loads((tmp_path / 'whole' / 'summary.json').read_text())['val_loss_full']
 
 
+def test_ctrl_c_before_a_resumed_runs_first_estimate(tmp_path, text_file, monkeypatch, capsys):
+    """A resumed run stopped in its first estimate keeps its checkpoint as it was (it used to rewrite it with NaN
+    losses); and with init_from set at the top of the script the printed command clears it, so it works (it used
+    to drop it, and fail: resume and init_from exclude each other)."""
+    bigram = load('bigram')
+    assert bigram.run_command_line(tiny_args('bigram', tmp_path / 'first', text_file)) == 0
+    monkeypatch.setattr(bigram, 'DEFAULTS', dict(bigram.DEFAULTS))  # run_command_line types the top values into it
+    monkeypatch.setattr(bigram, 'init_from', str(tmp_path / 'first' / 'out' / 'ckpt.pt'))  # as edited at the top
+    args = tiny_args('bigram', tmp_path, text_file, max_iters=20, lr_decay_iters=30)
+    assert bigram.run_command_line(args) == 0
+    ckpt = tmp_path / 'out' / 'ckpt.pt'
+    before = load_ckpt(ckpt)
+    estimate_loss = bigram.estimate_loss
+
+    def interrupted(*args, **kwargs):  # Ctrl-C as the first estimate starts
+        monkeypatch.setattr(bigram, 'estimate_loss', estimate_loss)
+        os.kill(os.getpid(), signal.SIGINT)
+        return estimate_loss(*args, **kwargs)
+
+    monkeypatch.setattr(bigram, 'estimate_loss', interrupted)
+    capsys.readouterr()
+    resume = args + ['--resume=true', '--max_iters=30', '--init_from=']
+    monkeypatch.setattr(sys, 'argv', ['bigram.py', *resume])  # what the continue command is made of
+    assert bigram.run_command_line(resume) == 130
+    after = load_ckpt(ckpt)
+    assert after['step'] == 20 and after['losses'] == before['losses'] and math.isfinite(after['losses']['val_loss'])
+    command = shlex.split(capsys.readouterr().err.split('continue with: ')[1])
+    assert command[-2:] == ['--resume=true', '--init_from=']
+    assert bigram.run_command_line(command[2:]) == 0
+    summary = json.loads((tmp_path / 'out' / 'summary.json').read_text())
+    assert summary['iters'] == 30 and summary['config']['init_from'] == bigram.init_from  # where its weights began
+
+
 # ------------------------------------------------------------------------------ NaN
 def poison(module, monkeypatch, at_step, report):
     """Wrap module.train_step: at at_step fill the weights with NaN; from then on return a NaN loss

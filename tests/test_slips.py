@@ -289,3 +289,24 @@ def test_help_survives_edits_to_the_hyperparameter_comments(tmp_path):
         result = subprocess.run([sys.executable, str(tmp_path / f'{name}.py'), '--help'], capture_output=True, text=True)
         assert result.returncode == 0 and result.stderr == '', result.stderr
         assert 'temperature = 1.0' in result.stdout or name == 'no-marker'  # that one lists none, and says nothing
+
+
+def test_a_budgeted_run_from_weights_with_max_iters_edited_at_the_top(bigram, tmp_path, text_file, monkeypatch):
+    """Starting from a checkpoint's weights, only its model shape is the checkpoint's: a max_iters edited at the top
+    since then is no step count given to the budget (it was refused: `time_budget = 2 settles max_iters itself`)."""
+    run(bigram, tmp_path / 'first', text_file)
+    edited_at_the_top(bigram, monkeypatch, max_iters=100)
+    args = [arg for arg in tiny_args('bigram', tmp_path, text_file) if not arg.startswith('--max_iters=')]
+    start = f"--init_from={tmp_path / 'first' / 'out' / 'ckpt.pt'}"
+    summary = bigram.main(*bigram.parse_overrides(args + [start, '--time_budget=2'], bigram.DEFAULTS))
+    assert summary['iters'] == summary['config']['lr_decay_iters'] > 100  # settled by the budget
+
+
+def test_a_metrics_line_cut_short_is_dropped_on_resume(bigram, tmp_path, text_file):
+    """A run killed while it appended to metrics.jsonl leaves half a line: --resume drops it (it was a traceback)."""
+    run(bigram, tmp_path, text_file, max_iters=20, lr_decay_iters=30)
+    metrics = tmp_path / 'out' / 'metrics.jsonl'
+    with open(metrics, 'a') as f:
+        f.write('{"step": 30, "train_lo')
+    assert run(bigram, tmp_path, text_file, '--resume=true', max_iters=30, lr_decay_iters=30)['iters'] == 30
+    assert [json.loads(line)['step'] for line in metrics.read_text().splitlines()] == [0, 10, 20, 30]
