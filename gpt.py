@@ -1084,7 +1084,8 @@ def stop_requests():
     def handler(signum, frame):
         requested.append(signum)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        log("interrupt: saving a checkpoint after this step or evaluation batch (Ctrl-C again to stop at once)")
+        with contextlib.suppress(RuntimeError):  # "reentrant call": the signal came in the middle of a print
+            log("interrupt: saving a checkpoint after this step or evaluation batch (Ctrl-C again to stop at once)")
 
     previous = signal.signal(signal.SIGINT, handler)
     try:

@@ -156,6 +156,28 @@ def test_ctrl_c_before_a_resumed_runs_first_estimate(tmp_path, text_file, monkey
     assert summary['iters'] == 30 and summary['config']['init_from'] == bigram.init_from  # where its weights began
 
 
+def test_ctrl_c_in_the_middle_of_a_print_still_saves(tmp_path, text_file, monkeypatch, capsys):
+    """The Ctrl-C handler prints a line; if the signal came while the run itself was printing, Python refuses the
+    nested write with RuntimeError("reentrant call"), which ended the run with a traceback and no checkpoint."""
+    bigram = load('bigram')
+    log, estimate_loss = bigram.log, bigram.estimate_loss
+
+    def busy_log(message):  # as if stdout were in the middle of a write
+        if message.startswith('interrupt:'):
+            raise RuntimeError("reentrant call inside <_io.BufferedWriter name='<stdout>'>")
+        log(message)
+
+    def interrupted(*args, **kwargs):
+        monkeypatch.setattr(bigram, 'estimate_loss', estimate_loss)
+        os.kill(os.getpid(), signal.SIGINT)
+        return estimate_loss(*args, **kwargs)
+
+    monkeypatch.setattr(bigram, 'log', busy_log)
+    monkeypatch.setattr(bigram, 'estimate_loss', interrupted)
+    assert bigram.run_command_line(tiny_args('bigram', tmp_path, text_file)) == 130
+    assert load_ckpt(tmp_path / 'out' / 'ckpt.pt')['step'] == 0
+
+
 # ------------------------------------------------------------------------------ NaN
 def poison(module, monkeypatch, at_step, report):
     """Wrap module.train_step: at at_step fill the weights with NaN; from then on return a NaN loss
