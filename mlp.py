@@ -235,6 +235,9 @@ def check_config(config, overridden=()):
     for name, allowed in (('dtype', 'auto float32 bfloat16 float16'), ('eval_split', 'all val'), ('unknown', 'error skip')):
         require(config[name] in allowed.split(), f"{name} must be {' or '.join(allowed.split())}, got '{config[name]}'")
     fresh = not (config['resume'] or config['sample_only'] or config['eval_only'])
+    require(fresh and config['time_budget'] or config['warmup_iters'] <= config['lr_decay_iters'],  # or settled so
+            f"warmup_iters ({config['warmup_iters']}) is past lr_decay_iters ({config['lr_decay_iters']}): the rate "
+            f"would never decay; give a smaller --warmup_iters")
     for name in sorted(set(overridden) & {'max_iters', 'lr_decay_iters'}):
         require(not (fresh and config['time_budget']), f"time_budget = {config['time_budget']:g} settles {name} "
                 f"itself: drop {name}, or give --time_budget=0 to set it")
@@ -523,7 +526,7 @@ def claim_out_dir(config):
                  if name in ('ckpt.pt', 'summary.json', 'metrics.jsonl', 'eval.json') or name.startswith('samples_')]
         if names and not (config['resume'] or config['sample_only'] or config['eval_only']):
             newest = max(os.path.getmtime(os.path.join(out_dir, name)) for name in names)
-            base = f"{out_dir}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(newest))}"
+            base = f"{os.path.abspath(out_dir)}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(newest))}"
             aside = next(name for name in [base] + [f"{base}-{n}" for n in range(2, 1000)] if not os.path.exists(name))
             os.mkdir(aside)
             for name in names:
@@ -609,7 +612,7 @@ class Run:
         modes = [name for name in doing if config[name]]
         if len(modes) > 1 and (modes[0] == 'resume' or modes[1] != 'init_from'):  # init_from may name what to load
             raise UsageError(f"{modes[0]} and {modes[1]} exclude each other: pick one")
-        if modes == ['init_from'] and os.path.abspath(self.source) == os.path.abspath(self.ckpt_path):
+        if modes == ['init_from'] and os.path.realpath(self.source) == os.path.realpath(self.ckpt_path):
             raise UsageError(f"init_from is {self.ckpt_path}, this run's own checkpoint: give it another --out_dir")
         misplaced = [name for name in ('eval_split', 'unknown') if name in overridden and not config['eval_only']]
         require(not misplaced, f"{' and '.join(misplaced)}: for --eval_only=true (scoring a text) only")
@@ -620,7 +623,9 @@ class Run:
             config, overridden = merge_checkpoint_config(config, overridden, self.checkpoint, modes == ['init_from'])
         check_config(config, overridden)
         if overridden:
-            log("overrides: " + ", ".join(f"{name}={config[name]!r}" for name in dict.fromkeys(overridden)))
+            trained = self.checkpoint['config'] if config['resume'] else {}  # resuming: what each one changes
+            log("overrides: " + ", ".join(f"{name}={config[name]!r}" + (f" (was {trained[name]!r})" if name in trained
+                                          and trained[name] != config[name] else "") for name in dict.fromkeys(overridden)))
         if config['resume']:
             check_resume(config, overridden, self.checkpoint)
         require(config['sample_only'] or config['eval_only'] or
@@ -673,12 +678,15 @@ def merge_checkpoint_config(config, overridden, checkpoint, starting):
     """The checkpoint's config under this command's overrides and the settings it predates, or, starting from its
     weights, this command's with its model shape. Sampling takes only the sampling overrides, saying what it ignores."""
     trained = checkpoint['config']
-    edited = [name for name, value in checkpoint.get('defaults', {}).items()  # since the checkpoint: as if overridden
-              if DEFAULTS.get(name, value) != value and name not in overridden and (name in MODEL_KEYS or not starting)]
-    if edited:
-        log(f"note: changed at the top of {SCRIPT} since this checkpoint was written, so taken as given: "
-            + ", ".join(f"{name}={config[name]!r}" for name in edited))
-    overridden = edited + list(overridden)
+    edited = {name: f"{name}={config[name]!r}" for name, value in checkpoint.get('defaults', {}).items()
+              if DEFAULTS.get(name, value) != value and name not in overridden}  # at the top, since the checkpoint
+    used = SAMPLING_KEYS if config['sample_only'] else SCORING_KEYS if config['eval_only'] else MODEL_KEYS
+    taken = [] if config['resume'] else [name for name in edited if name in used]  # the model's shape: checked below
+    if taken or (config['resume'] and edited):
+        log(f"note: changed at the top of {SCRIPT} since this checkpoint, " + (
+            f"so taken as given: {', '.join(map(edited.get, taken))}" if taken else f"not taken (a resumed run keeps "
+            f"its own settings; --name=value changes one): {', '.join(edited.values())}"))
+    overridden = taken + list(overridden)
     own = ('resume', 'sample_only', 'eval_only', 'eval_split', 'unknown', 'out_dir')  # always this command's settings
     taken = [name for name in (MODEL_KEYS if starting else trained) if name in trained and name not in own]
     merged = dict(config, **{name: trained[name] for name in taken})

@@ -328,3 +328,12 @@ def test_resume_and_sample_only_exclude_each_other(script, tmp_path):
     config = dict(script.DEFAULTS, resume=True, sample_only=True, out_dir=str(tmp_path))
     with pytest.raises(script.UsageError, match='resume and sample_only exclude each other'):
         script.main(config)
+
+
+def test_a_warmup_past_the_decay_is_refused(script):
+    """--lr_decay_iters=40 with the default 100 warmup steps: the rate would rise for 100 steps, never decay, and the
+    training line `lr warmup 100 then cosine to ... at step 40` would be untrue. A time budget settles the decay."""
+    config, overridden = parse(script, '--lr_decay_iters=40', '--warmup_iters=100')
+    with pytest.raises(script.UsageError, match=r'warmup_iters \(100\) is past lr_decay_iters \(40\)'):
+        script.check_config(config, overridden)
+    script.check_config(dict(config, time_budget=60.0), ['warmup_iters'])  # the budget sets lr_decay_iters later

@@ -371,7 +371,7 @@ def test_resume_is_exact(tmp_path, text_file, name, dtype):
     without bfloat16, run here on the CPU so that every test run runs it). The resume command repeats the
     model-shape settings (n_layer=... etc.) with their trained values: accepted."""
     n = 20
-    common = dict(max_iters=n, lr_decay_iters=2 * n, eval_interval=10, eval_iters=2, dtype=dtype)
+    common = dict(max_iters=n, lr_decay_iters=2 * n, warmup_iters=5, eval_interval=10, eval_iters=2, dtype=dtype)
     split_dir, whole_dir = tmp_path / 'split', tmp_path / 'whole'
     first = tiny_args(name, tmp_path, text_file, **common, out_dir=str(split_dir))
     ok(run_script(name, first))

@@ -247,33 +247,50 @@ def edited_at_the_top(module, monkeypatch, **values):
     monkeypatch.setattr(module, 'DEFAULTS', dict(module.DEFAULTS, **values))
 
 
-def test_values_edited_at_the_top_since_a_checkpoint_are_taken(bigram, tmp_path, text_file, monkeypatch, capsys):
-    """Editing the hyperparameters in place is how the scripts are used: --sample_only and --resume take what was
-    edited at the top since the checkpoint was written, as they take --name=value (they used to keep the
-    checkpoint's values without a word: the edited temperature sampled at 1.0, the edited max_iters trained nothing)."""
+def test_sampling_settings_edited_at_the_top_since_a_checkpoint_are_taken(bigram, tmp_path, text_file, monkeypatch,
+                                                                          capsys):
+    """Editing the hyperparameters in place is how the scripts are used: --sample_only takes a sampling setting
+    edited at the top since the checkpoint was written, as it takes --temperature (it kept the checkpoint's 1.0
+    without a word). A training setting edited there leaves the model as it was trained, and says nothing."""
     run(bigram, tmp_path, text_file)
     edited_at_the_top(bigram, monkeypatch, temperature=0.0, learning_rate=0.5)
     with open(run(bigram, tmp_path, text_file, '--sample_only=true'), encoding='utf-8') as f:
         assert 'temperature = 0.0' in f.read()
     out = capsys.readouterr().out
-    assert 'changed at the top of bigram.py since this checkpoint was written, so taken as given: ' \
-           'learning_rate=0.5, temperature=0.0' in out  # in the file's order
-    assert 'ignored learning_rate=0.5 (trained with 0.03)' in out
+    assert 'note: changed at the top of bigram.py since this checkpoint, so taken as given: temperature=0.0\n' in out
+    assert 'learning_rate' not in out
+
+
+def test_a_resumed_run_keeps_its_own_settings_and_says_what_an_edit_or_override_changes(bigram, tmp_path, text_file,
+                                                                                        monkeypatch, capsys):
+    """Editing the top of the script for the next run must not change an earlier run that is resumed (its own
+    records would then show the new value for all its steps): a note names the edits it leaves out. An override
+    given to the resume does change it, and the overrides line says what each one was."""
     args = [arg for arg in tiny_args('bigram', tmp_path, text_file) if not arg.startswith('--max_iters=')]
-    edited_at_the_top(bigram, monkeypatch, max_iters=40)
-    summary = bigram.main(*bigram.parse_overrides(args + ['--resume=true'], bigram.DEFAULTS))
-    assert summary['iters'] == 40 and summary['config']['learning_rate'] == 0.5  # both edits, from step 30 on
+    bigram.main(*bigram.parse_overrides(args + ['--max_iters=20', '--lr_decay_iters=40'], bigram.DEFAULTS))
+    edited_at_the_top(bigram, monkeypatch, max_iters=50, learning_rate=0.5)
+    capsys.readouterr()
+    summary = bigram.main(*bigram.parse_overrides(args + ['--resume=true', '--max_iters=30'], bigram.DEFAULTS))
+    out = capsys.readouterr().out
+    assert summary['iters'] == 30 and summary['config']['learning_rate'] == 0.03
+    assert ("note: changed at the top of bigram.py since this checkpoint, not taken (a resumed run keeps its own "
+            "settings; --name=value changes one): learning_rate=0.5\n") in out  # max_iters is given here
+    assert 'max_iters=30 (was 20)' in out and 'batch_size=8,' in out  # an unchanged one: no (was ...)
 
 
-def test_a_model_shape_edited_at_the_top_is_refused_on_resume(tmp_path, text_file, monkeypatch):
+def test_a_model_shape_edited_at_the_top_is_refused_from_weights_and_kept_on_resume(tmp_path, text_file, monkeypatch):
+    """n_layer edited at the top since a checkpoint: a new run from its weights cannot have that shape and is
+    refused, as --n_layer would be (it took the checkpoint's without a word); a resume keeps its own shape."""
     gpt = load('gpt')
     args = [arg for arg in tiny_args('gpt', tmp_path, text_file) if not arg.startswith('--n_layer=')]
     edited_at_the_top(gpt, monkeypatch, n_layer=2)
     gpt.main(*gpt.parse_overrides(args, gpt.DEFAULTS))
     edited_at_the_top(gpt, monkeypatch, n_layer=3)
+    start = [f"--init_from={tmp_path / 'out' / 'ckpt.pt'}", f"--out_dir={tmp_path / 'tuned'}"]
     with pytest.raises(gpt.UsageError, match='n_layer = 3 here, but the checkpoint was trained with n_layer = 2: '
                                              'drop the change'):
-        gpt.main(*gpt.parse_overrides(args + ['--resume=true'], gpt.DEFAULTS))
+        gpt.main(*gpt.parse_overrides(args + start, gpt.DEFAULTS))
+    assert gpt.main(*gpt.parse_overrides(args + ['--resume=true', '--max_iters=32'], gpt.DEFAULTS))['iters'] == 32
 
 
 def test_help_survives_edits_to_the_hyperparameter_comments(tmp_path):
@@ -310,3 +327,21 @@ def test_a_metrics_line_cut_short_is_dropped_on_resume(bigram, tmp_path, text_fi
         f.write('{"step": 30, "train_lo')
     assert run(bigram, tmp_path, text_file, '--resume=true', max_iters=30, lr_decay_iters=30)['iters'] == 30
     assert [json.loads(line)['step'] for line in metrics.read_text().splitlines()] == [0, 10, 20, 30]
+
+
+def test_out_dir_dot_moves_the_earlier_run_beside_it_and_a_symlink_to_it_is_its_own(bigram, tmp_path, text_file,
+                                                                                       monkeypatch, capsys):
+    """--out_dir=. moved the earlier run to ./.-<time>, inside the folder it was moved out of; --init_from through a
+    symlink to out_dir got past the own-checkpoint check, moved the run aside, then failed."""
+    folder = tmp_path / 'run'
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    run(bigram, tmp_path, text_file, out_dir='.')
+    run(bigram, tmp_path, text_file, out_dir='.')
+    moved = [line for line in capsys.readouterr().out.splitlines() if 'moved it to' in line]
+    assert len(moved) == 1 and moved[0].startswith(f". held an earlier run: moved it to {tmp_path}{os.sep}run-")
+    assert [name for name in os.listdir(tmp_path) if name.startswith('run-')] and not list(folder.glob('.-*'))
+    os.symlink(folder, tmp_path / 'link')
+    with pytest.raises(bigram.UsageError, match="this run's own checkpoint"):
+        run(bigram, tmp_path, text_file, out_dir='.', init_from=str(tmp_path / 'link' / 'ckpt.pt'))
+    assert (folder / 'ckpt.pt').exists()
