@@ -724,8 +724,11 @@ class Run:
         modes = [name for name in doing if config[name]]
         if len(modes) > 1 and (modes[0] == 'resume' or modes[1] != 'init_from'):  # init_from may name what to load
             raise UsageError(f"{modes[0]} and {modes[1]} exclude each other: pick one")
-        if modes == ['init_from'] and os.path.realpath(self.source) == os.path.realpath(self.ckpt_path):
+        own = os.path.realpath(self.source) == os.path.realpath(self.ckpt_path)  # a symlink to out_dir too
+        if modes == ['init_from'] and own:
             raise UsageError(f"init_from is {self.ckpt_path}, this run's own checkpoint: give it another --out_dir")
+        require(modes[1:] != ['init_from'] or own or not os.path.exists(self.ckpt_path),  # or it passes for that run's
+                f"out_dir {config['out_dir']} holds another run: give its samples or scores an --out_dir of their own")
         misplaced = [name for name in ('eval_split', 'unknown') if name in overridden and not config['eval_only']]
         require(not misplaced, f"{' and '.join(misplaced)}: for --eval_only=true (scoring a text) only")
         self.checkpoint_inode = inode(self.source)  # before it is read
@@ -736,8 +739,9 @@ class Run:
         check_config(config, overridden)
         if overridden:
             trained = self.checkpoint['config'] if config['resume'] else {}  # resuming: what each one changes
-            log("overrides: " + ", ".join(f"{name}={config[name]!r}" + (f" (was {trained[name]!r})" if name in trained
-                                          and trained[name] != config[name] else "") for name in dict.fromkeys(overridden)))
+            was = {name: f" (was {value!r})" for name, value in trained.items() if value != config.get(name, value)}
+            log("overrides: " + ", ".join(f"{name}={config[name]!r}{was.get(name, '')}"
+                                          for name in dict.fromkeys(overridden)))
         if config['resume']:
             check_resume(config, overridden, self.checkpoint)
         require(config['sample_only'] or config['eval_only'] or

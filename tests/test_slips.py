@@ -198,6 +198,9 @@ def test_samples_of_another_model_are_moved_aside_too(bigram, tmp_path, text_fil
     run(bigram, tmp_path, text_file)
     aside = [name for name in os.listdir(tmp_path) if name.startswith('out-')]
     assert len(aside) == 1 and sorted(os.listdir(tmp_path / aside[0])) == samples
+    for mode in ('--sample_only=true', '--eval_only=true'):  # into a folder that holds a run: they would pass for its
+        with pytest.raises(bigram.UsageError, match=f"out_dir {tmp_path / 'out'} holds another run: give its samples"):
+            run(bigram, tmp_path, text_file, mode, f"--init_from={tmp_path / 'a' / 'ckpt.pt'}")
 
 
 def test_a_reader_that_goes_away_does_not_stop_the_run(tmp_path, text_file):
