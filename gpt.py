@@ -433,12 +433,16 @@ def split_data(data, shortest):
     return {'train': data[:n], 'val': data[n:]}
 
 def load_data(config, checkpoint, device):
-    """The vocabulary (the text's and the checkpoint's characters), and the splits on the device: batches cut there."""
+    """The vocabulary (the text's and the checkpoint's characters), the splits on the device (batches are cut there)
+    and the text's sha256."""
     path = config['input_path']
-    seen, length = np.zeros(sys.maxunicode + 1, dtype=bool), 0  # which code points the text holds, and how many
+    seen, length, digest = np.zeros(sys.maxunicode + 1, dtype=bool), 0, hashlib.sha256()  # code points, count, bytes
     for piece in read_text(path):  # the first read: chars = sorted(set(text)), without the text ever whole
         seen[code_points(piece)] = True
         length += len(piece)
+        digest.update(piece.encode())
+    if config['resume'] and checkpoint.get('text_sha256', digest.hexdigest()) != digest.hexdigest():
+        log(f"note: {path} is not the text this run has trained on (another sha256): from here on it learns this one")
     new, old = set(map(chr, np.flatnonzero(seen))), set(checkpoint['chars'] if checkpoint else '')
     chars = ''.join(sorted(new | old))
     require(len(chars) >= 2, f"input_path {path} has a vocabulary of one character ({chars!r}): nothing to learn")
@@ -450,7 +454,7 @@ def load_data(config, checkpoint, device):
     splits = split_data(encode(read_text(path), chars, 'the text', length), shortest_split(config))  # the second read
     log(f"data: {path}, {length:,} characters, vocabulary of {len(chars)}, "
         f"train {len(splits['train']):,}, val {len(splits['val']):,}")
-    return chars, {name: split.to(device) for name, split in splits.items()}
+    return chars, {name: split.to(device) for name, split in splits.items()}, digest.hexdigest()
 
 def get_batch(data, batch_size, block_size, generator):
     """batch_size random windows of data: inputs x and next characters y, both (B, T) and int64."""
@@ -658,7 +662,7 @@ def save_checkpoint(run, step, losses):
                   'best_val_loss': run.best_val_loss, 'losses': losses, 'dtype': str(run.dtype)[6:],
                   'tokens': run.tokens, 'step_seconds': run.step_seconds, 'eval_seconds': run.eval_seconds,
                   'rng': {'batches': run.generator.get_state()},  # dropout needs no state: train_step seeds it per step
-                  'defaults': DEFAULTS}  # the values at the top of this file: a later edit there is found by them
+                  'defaults': DEFAULTS, 'text_sha256': run.text_sha256}  # what a later edit or text changes
     write_atomic(run.ckpt_path, lambda f: torch.save(checkpoint, f))
     run.checkpoint, run.saved_step = checkpoint, step
 
@@ -707,8 +711,9 @@ class Run:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         if self.distributed:
             dist.init_process_group('nccl' if self.device.type == 'cuda' else 'gloo')
-        self.chars, self.splits = ((self.checkpoint['chars'], None) if config['sample_only'] or config['eval_only']
-                                   else load_data(config, self.checkpoint, self.device))
+        trains = not (config['sample_only'] or config['eval_only'])
+        self.chars, self.splits, self.text_sha256 = (load_data(config, self.checkpoint, self.device) if trains
+                                                     else (self.checkpoint['chars'], None, None))
         if not config['eval_only']:  # scoring needs no prompt
             self.prompt = prompt_ids(config, self.chars).long().to(self.device)
         self.build_model()
@@ -980,7 +985,8 @@ def train(run):
                'best_val_loss': run.best_val_loss, 'train_seconds': run.step_seconds + run.eval_seconds,
                'eval_seconds': run.eval_seconds, 'tokens': run.tokens, 'tokens_per_second': tokens_per_second,
                'device': str(run.device), 'dtype': str(run.dtype)[6:], 'processes': run.world_size,
-               'params': run.params, 'torch': torch.__version__, 'samples_path': samples_path, 'checkpoint': run.ckpt_path}
+               'params': run.params, 'torch': torch.__version__, 'samples_path': samples_path,
+               'checkpoint': run.ckpt_path, 'text_sha256': run.text_sha256}
     summary_path = os.path.join(config['out_dir'], 'summary.json')
     write_atomic(summary_path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
     log(f"wrote {summary_path}, {run.metrics_path}, {run.ckpt_path}")

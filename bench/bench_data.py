@@ -52,7 +52,7 @@ module = __import__(sys.argv[2])
 config, _ = module.parse_overrides(sys.argv[3:], module.DEFAULTS)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.perf_counter()
-chars, splits = module.load_data(config, None, torch.device('cpu'))
+chars, splits, _ = module.load_data(config, None, torch.device('cpu'))
 seconds = time.perf_counter() - started
 print(json.dumps({'seconds': seconds, 'before_kb': before, 'vocabulary': len(chars),
                   'characters': sum(len(split) for split in splits.values()), 'dtype': str(splits['train'].dtype)}))

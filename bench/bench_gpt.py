@@ -159,7 +159,7 @@ def environment(config):
     device = gpt.pick_device(config['device'], None)
     dtype = gpt.pick_dtype(config['dtype'], device)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    chars, splits = gpt.load_data(config, None, device)
+    chars, splits, _ = gpt.load_data(config, None, device)
     return SimpleNamespace(
         device=device, dtype=dtype, chars=chars, train_data=splits['train'],
         autocast=torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext(),

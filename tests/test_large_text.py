@@ -123,7 +123,7 @@ def test_round_trip_and_dtype(tmp_path, monkeypatch, count, dtype):
     path = tmp_path / 'text.txt'
     path.write_bytes(text.encode('utf-8'))
     monkeypatch.setattr(gpt, 'READ_BYTES', 1000)
-    loaded, splits = gpt.load_data(dict(gpt.DEFAULTS, input_path=str(path), block_size=1), None, torch.device('cpu'))
+    loaded, splits, _ = gpt.load_data(dict(gpt.DEFAULTS, input_path=str(path), block_size=1), None, torch.device('cpu'))
     ids = gpt.encode(gpt.read_text(str(path)), chars, 'the text', len(text))
     assert loaded == chars and len(chars) == count and ids.dtype == dtype
     assert torch.equal(torch.cat((splits['train'], splits['val'])), ids)
@@ -163,7 +163,7 @@ def test_load_data_dtype_on_device(script, tmp_path):
         path = tmp_path / 'text.txt'
         path.write_text(text, encoding='utf-8')
         config = dict(script.DEFAULTS, input_path=str(path), block_size=8)
-        chars, splits = script.load_data(config, None, torch.device('cpu'))
+        chars, splits, _ = script.load_data(config, None, torch.device('cpu'))
         assert chars == ''.join(sorted(set(text)))
         assert splits['train'].dtype == splits['val'].dtype == dtype
         assert torch.equal(torch.cat((splits['train'], splits['val'])).long(), old_encode(text, chars))
@@ -205,7 +205,7 @@ import json, resource, sys, torch
 sys.path.insert(0, sys.argv[1])
 import gpt
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-chars, splits = gpt.load_data(dict(gpt.DEFAULTS, input_path=sys.argv[2]), None, torch.device('cpu'))
+chars, splits, _ = gpt.load_data(dict(gpt.DEFAULTS, input_path=sys.argv[2]), None, torch.device('cpu'))
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({'extra': (peak - before) * (1 if sys.platform == 'darwin' else 1024), 'vocabulary': len(chars),
                   'characters': sum(map(len, splits.values())), 'dtype': str(splits['train'].dtype)}))

@@ -1,4 +1,5 @@
 """Slips a tester made on purpose: each one used to lose a run, hang, print a traceback or say something untrue."""
+import hashlib
 import importlib.util
 import json
 import math
@@ -348,3 +349,23 @@ def test_out_dir_dot_moves_the_earlier_run_beside_it_and_a_symlink_to_it_is_its_
     with pytest.raises(bigram.UsageError, match="this run's own checkpoint"):
         run(bigram, tmp_path, text_file, out_dir='.', init_from=str(tmp_path / 'link' / 'ckpt.pt'))
     assert (folder / 'ckpt.pt').exists()
+
+
+def test_the_text_is_recorded_and_a_resume_on_another_text_says_so(bigram, tmp_path, text_file, capsys):
+    """summary.json and the checkpoint keep the text's sha256 (eval.json's, for the same file). A resume from another
+    folder found another input.txt there and trained on it without a word (the vocabulary was the same)."""
+    summary = run(bigram, tmp_path, text_file, max_iters=20, lr_decay_iters=30)
+    with open(text_file, 'rb') as f:
+        text = f.read()
+    assert summary['text_sha256'] == hashlib.sha256(text).hexdigest()
+    capsys.readouterr()
+    run(bigram, tmp_path, text_file, '--resume=true', max_iters=25, lr_decay_iters=30)
+    assert 'is not the text' not in capsys.readouterr().out
+    (tmp_path / 'other.txt').write_bytes(text[::-1])
+    summary = run(bigram, tmp_path, text_file, '--resume=true', max_iters=30, lr_decay_iters=30,
+                  input_path=str(tmp_path / 'other.txt'))
+    assert f"note: {tmp_path / 'other.txt'} is not the text this run has trained on (another sha256)" in \
+        capsys.readouterr().out
+    assert summary['text_sha256'] == hashlib.sha256(text[::-1]).hexdigest()
+    bigram.main(*bigram.parse_overrides(tiny_args('bigram', tmp_path, text_file) + ['--eval_only=true'], bigram.DEFAULTS))
+    assert json.loads((tmp_path / 'out' / 'eval.json').read_text())['sha256'] == hashlib.sha256(text).hexdigest()
