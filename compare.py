@@ -292,7 +292,8 @@ def differing_settings(runs):
     """The hyperparameters not the same in every run whose settings are known, in the scripts' order."""
     known = [run for run in runs if run['settings'] is not None]
     names = dict.fromkeys(name for run in known for name in run['settings'] if name not in BOOKKEEPING)
-    return [name for name in names if not all(alike(run, other, name) for run, other in itertools.combinations(known, 2))]
+    pairs = list(itertools.combinations(known, 2))
+    return [name for name in names if not all(alike(run, other, name) for run, other in pairs)]
 
 def alike(run, other, name):
     """Whether two runs had the same setting: shown the same, or one of them unknown ('?'), or two input_paths that
@@ -309,16 +310,13 @@ def text_file(run):
     if not isinstance(path, str) or not isinstance(out_dir, str):
         return None
     if not os.path.isabs(path):
-        out_dir, folder = os.path.normpath(out_dir), os.path.abspath(run['folder'])
-        for candidate in (folder, MOVED_ASIDE.sub('', folder)):  # out/gpt-20261123-173005 was out/gpt
-            start = candidate
-            for _ in range(0 if out_dir == '.' else len(out_dir.split(os.sep))):
-                start = os.path.dirname(start)
-            if not os.path.isabs(out_dir) and os.path.normpath(os.path.join(start, out_dir)) == candidate:
-                path = os.path.join(start, path)
-                break
-        else:
+        folder, out_dir = os.path.abspath(run['folder']), os.path.normpath(out_dir)
+        end = '' if out_dir == '.' else os.sep + out_dir  # an absolute out_dir, or one with '..', ends no folder
+        starts = [candidate[:len(candidate) - len(end)] or os.sep  # out/gpt-20261123-173005 was out/gpt
+                  for candidate in (folder, MOVED_ASIDE.sub('', folder)) if candidate.endswith(end)]
+        if not starts:
             return None
+        path = os.path.join(starts[0], path)
     return os.path.realpath(path) if os.path.isfile(path) else None
 
 def shown(settings, name):
@@ -373,7 +371,8 @@ def print_rows(header, rows, left):
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     rule = ['-' * width if header[i] else '' for i, width in enumerate(widths)]
     for row in [header, rule, *rows]:
-        cells = [cell.ljust(width) if i < left else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths))]
+        cells = [cell.ljust(width) if i < left else cell.rjust(width)
+                 for i, (cell, width) in enumerate(zip(row, widths))]
         print('  '.join(cells).rstrip())
 
 # ------------------------------------------------------------------------------ the curves
@@ -458,7 +457,8 @@ def print_chart(runs):
     low, high = loss_range(curves)
     grid = [[' '] * CHART_COLUMNS for _ in range(CHART_ROWS)]
     for mark, points in zip(MARKS, curves):
-        losses = {column: interpolate(points, last_step * column / (CHART_COLUMNS - 1)) for column in range(CHART_COLUMNS)}
+        losses = {column: interpolate(points, last_step * column / (CHART_COLUMNS - 1))
+                  for column in range(CHART_COLUMNS)}
         # and each evaluation in its own column: a 40-step run beside a 3000-step one has no column of its own
         losses.update({round(step / last_step * (CHART_COLUMNS - 1)): loss for step, loss in points})
         for column, loss in losses.items():

@@ -455,6 +455,7 @@ def test_input_paths_that_name_the_same_file_are_no_difference(tmp_path, monkeyp
     assert 'input_path' in table(capsys.readouterr().out)[0]
 
 
+@pytest.mark.skipif(not hasattr(os, 'mkfifo'), reason='no named pipes')
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     """Ctrl-C while compare.py reads a run (here, a metrics.jsonl that is a pipe no one writes to)."""
     os.makedirs(tmp_path / 'run')
