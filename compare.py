@@ -12,9 +12,16 @@ the runs (device, dtype and parameter count included) and marks the lowest val_l
 train and val curves against step and against training seconds go to compare.png in the folder that holds
 the runs; the picture needs matplotlib (pip install -r requirements-extra.txt), without it the val curves
 are drawn in the terminal.
+
+A run without summary.json is unfinished, and so is one whose summary.json is stale: it was resumed past it
+(metrics.jsonl holds evaluations past the summary's iters, or ckpt.pt, written after summary.json, is at
+another step). An unfinished run's settings and step are read from its ckpt.pt (torch is imported for those
+runs only), else from its sample file. eval.json (from --eval_only) is a score of a checkpoint on a text, not
+a training run: the scores are listed below the runs.
 """
 import ast
 import glob
+import itertools
 import json
 import math
 import os
@@ -22,12 +29,14 @@ import re
 import sys
 
 RUN_FILES = ('summary.json', 'metrics.jsonl', 'ckpt.pt')  # a folder holding any of these is a run
+MOVED_ASIDE = re.compile(r'-\d{8}-\d{6}(-\d+)?$')  # out/gpt-20261123-173005: an earlier run a fresh one moved aside
 # settings that say where a run wrote and what it was asked to do when started, not what it trained
 BOOKKEEPING = ('out_dir', 'resume', 'sample_only', 'log_interval')
 RAN_WITH = ('device', 'dtype', 'params')  # from summary.json or the sample file's header, not from the config
 SAMPLE_MARKER = re.compile(r'^-------- sample \d+ of \d+ --------$', re.MULTILINE)
 SAMPLE_LINES = 6                # lines shown of each run's first sample
 CHART_ROWS, CHART_COLUMNS = 12, 64
+SHORT = 3                       # curves of this many evaluations or fewer get a dot at each in the picture
 MARKS = '123456789abcdefghijklmnopqrstuvwxyz'  # one per run in the text chart
 
 class UsageError(Exception):
@@ -39,17 +48,23 @@ def main(args):
         return 0
     try:
         paths, sort, png_path = parse_args(args)
-        runs, not_runs = collect(paths)
+        runs, scores, not_runs = collect(paths)
         if sort == 'val_loss_full':
             runs.sort(key=lambda run: (final_loss(run) is None, final_loss(run) or 0))  # unfinished runs last
+        png_path = png_path or (default_png_path(runs) if runs else None)
+        # python compare.py out/* names the picture of the last time: not a run, and no news
+        not_runs = [(path, what) for path, what in not_runs if png_path is None or not same_path(path, png_path)]
         if runs:
             print_table(runs, differing_settings(runs))
+        if scores:
+            print_scores(scores)
         for path, what in not_runs:
             print(f"{path}: {what}")
         if not runs:
-            print("compare.py: error: no runs to compare", file=sys.stderr)
-            return 1
-        show_curves(runs, png_path or default_png_path(runs))
+            if not scores:
+                print("compare.py: error: no runs to compare", file=sys.stderr)
+            return 0 if scores else 1
+        show_curves(runs, png_path)
     except UsageError as e:
         print(f"compare.py: error: {e}", file=sys.stderr)
         return 2
@@ -75,7 +90,8 @@ def parse_args(args):
 
 # ------------------------------------------------------------------------------ reading run folders
 def collect(paths):
-    """The runs at or below the paths given (each once, in the order given), and the paths that hold no run."""
+    """The runs and the scores (eval.json) at or below the paths given (each once, in the order given), and the
+    paths that hold neither."""
     if not paths:
         if not os.path.isdir('out'):
             raise UsageError("no out/ folder here: name the run folders to compare (python compare.py --help)")
@@ -83,15 +99,22 @@ def collect(paths):
     for path in paths:
         if not os.path.exists(path):
             raise UsageError(f"{path} does not exist")
-    runs, not_runs = {}, []
+    runs, scores, not_runs = {}, {}, []
     for path in paths:
-        folders = [os.path.normpath(folder) for folder, subfolders, files in sorted(os.walk(path))
-                   if any(name in files for name in RUN_FILES)]
-        for folder in folders:
-            runs.setdefault(folder, read_run(folder))
-        if not folders:
+        found = False
+        for folder, subfolders, files in sorted(os.walk(path)):
+            folder = os.path.normpath(folder)
+            if any(name in files for name in RUN_FILES):
+                runs.setdefault(folder, read_run(folder))
+            if 'eval.json' in files:
+                scores.setdefault(folder, read_score(folder))
+            found = found or folder in runs or folder in scores
+        if not found:
             not_runs.append((path, what_is(path)))
-    return list(runs.values()), not_runs
+    return list(runs.values()), list(scores.values()), not_runs
+
+def same_path(path, other):
+    return os.path.abspath(path) == os.path.abspath(other)
 
 def what_is(path):
     """What a path that holds no run is, in a few words."""
@@ -104,14 +127,11 @@ def what_is(path):
 
 def read_run(folder):
     """What compare.py shows of one run; what could not be read goes into its notes."""
-    run = {'folder': folder, 'summary': {}, 'metrics': [], 'sample': None, 'notes': []}
-    summary_path, metrics_path = os.path.join(folder, 'summary.json'), os.path.join(folder, 'metrics.jsonl')
-    if not os.path.exists(summary_path):
-        held = ', '.join(name for name in RUN_FILES if os.path.exists(os.path.join(folder, name)))
-        run['notes'].append(f"unfinished: {held}, no summary.json (interrupted, or still running)")
-    else:
+    run = {'folder': folder, 'summary': {}, 'metrics': [], 'progress': {}, 'sample': None, 'notes': []}
+    summary_path, metrics_path, ckpt_path = (os.path.join(folder, name) for name in RUN_FILES)
+    if os.path.exists(summary_path):
         try:
-            run['summary'] = read_summary(summary_path)
+            run['summary'] = read_json(summary_path)
         except (OSError, ValueError) as e:
             run['notes'].append(f"summary.json unreadable ({reason(e)})")
     if os.path.exists(metrics_path):
@@ -120,23 +140,78 @@ def read_run(folder):
             run['notes'] += [f"{skipped} unreadable line(s) of metrics.jsonl left out"] if skipped else []
         except OSError as e:
             run['notes'].append(f"metrics.jsonl unreadable ({reason(e)})")
+    summary, last = run['summary'], run['metrics'][-1] if run['metrics'] else {}
+    iters = number(summary.get('iters'))
+    evaluated_past = iters is not None and last.get('step', 0) > iters
+    checkpoint, unread = {}, []
+    if os.path.exists(ckpt_path) and (not summary or evaluated_past or newer(ckpt_path, summary_path)):
+        try:
+            checkpoint = read_checkpoint(ckpt_path)
+        except ImportError:
+            unread = ["ckpt.pt not read (reading it needs torch)"]
+        except Exception as e:  # a truncated zip, random bytes, pickled code: whatever it is, it is not read
+            unread = [f"ckpt.pt unreadable ({reason(e) if isinstance(e, OSError) else 'damaged, or not a checkpoint'})"]
+    if iters is not None and (evaluated_past or checkpoint.get('step', iters) != iters):
+        further = max(checkpoint.get('step', 0), last.get('step', 0))
+        run['notes'].append(f"unfinished: resumed past its summary.json of step {iters:.0f}, to step {further:.0f} "
+                            f"(interrupted, or still running): that summary's figures are left out")
+        run['summary'] = summary = {}
+    elif not os.path.exists(summary_path):
+        held = ', '.join(name for name in RUN_FILES if os.path.exists(os.path.join(folder, name)))
+        run['notes'].append(f"unfinished: {held}, no summary.json (interrupted, or still running)")
+    run['notes'] += unread
+    # how far it got: the checkpoint's step, or a later evaluation's (killed before it saved again)
+    run['progress'] = checkpoint if checkpoint.get('step', -1) >= last.get('step', -1) else last
     script, settings = None, None
-    sample_path = pick_sample_file(folder, run['summary'])
+    sample_path = pick_sample_file(folder, summary)
     if sample_path:
         try:
             script, settings, run['sample'] = read_sample_file(sample_path)
         except (OSError, ValueError) as e:
             run['notes'].append(f"{os.path.basename(sample_path)} unreadable ({reason(e)})")
-    summary = run['summary']
-    run['script'] = str(summary.get('script') or script or '?')
+    run['script'] = str(summary.get('script') or checkpoint.get('script') or script or '?')
     if isinstance(summary.get('config'), dict):
         # what the run ran on, not what it asked for: device 'auto' is cpu on one machine and cuda on another; and
         # its size, which differs without a setting that does when a script's model code was edited between runs
         settings = dict(summary['config'], **{name: summary[name] for name in RAN_WITH if name in summary})
+    elif checkpoint:  # where the run is now; a sample file of an unfinished run is from an earlier point of it
+        settings = checkpoint['settings']
     run['settings'] = settings
     return run
 
-def read_summary(path):
+def newer(path, other):
+    """Whether path was written after other (ckpt.pt after summary.json: a resumed run saved it)."""
+    try:
+        return os.path.getmtime(path) > os.path.getmtime(other)
+    except OSError:
+        return True
+
+def read_checkpoint(path):
+    """The script, step, seconds, tokens/s and settings (with the dtype it trained in and its parameter count; its
+    device when the config names one) in a ckpt.pt: torch is imported here, for the runs that need it only."""
+    import torch
+    checkpoint = torch.load(path, map_location='cpu', weights_only=True, mmap=True)  # mmap: the tensors stay on disk
+    config, model = checkpoint.get('config'), checkpoint.get('model')
+    if not (isinstance(config, dict) and isinstance(model, dict) and number(checkpoint.get('step')) is not None):
+        raise ValueError("not a checkpoint")
+    step_seconds = first_number(checkpoint.get('step_seconds'), 0)
+    settings = dict(config, dtype=checkpoint.get('dtype', config.get('dtype')),
+                    params=sum(tensor.numel() for tensor in model.values() if isinstance(tensor, torch.Tensor)))
+    if settings.get('device') == 'auto':  # not recorded where it ran: '?'
+        del settings['device']
+    tokens = number(checkpoint.get('tokens'))
+    return {'script': checkpoint.get('script'), 'step': checkpoint['step'], 'settings': settings,
+            'elapsed': step_seconds + first_number(checkpoint.get('eval_seconds'), 0),
+            'tokens_per_second': tokens / step_seconds if tokens and step_seconds else None}
+
+def read_score(folder):
+    """A score of a checkpoint on a text: eval.json's figures, or the reason it cannot be read."""
+    try:
+        return dict(read_json(os.path.join(folder, 'eval.json')), folder=folder)
+    except (OSError, ValueError) as e:
+        return {'folder': folder, 'note': f"eval.json unreadable ({reason(e)})"}
+
+def read_json(path):
     with open(path, encoding='utf-8') as f:
         summary = json.load(f)
     if not isinstance(summary, dict):
@@ -215,28 +290,53 @@ def final_loss(run):
 
 def differing_settings(runs):
     """The hyperparameters not the same in every run whose settings are known, in the scripts' order."""
-    known = [run['settings'] for run in runs if run['settings'] is not None]
-    names = dict.fromkeys(name for settings in known for name in settings if name not in BOOKKEEPING)
-    return [name for name in names if len({shown(settings, name) for settings in known}) > 1]
+    known = [run for run in runs if run['settings'] is not None]
+    names = dict.fromkeys(name for run in known for name in run['settings'] if name not in BOOKKEEPING)
+    pairs = list(itertools.combinations(known, 2))
+    return [name for name in names if not all(alike(run, other, name) for run, other in pairs)]
+
+def alike(run, other, name):
+    """Whether two runs had the same setting: shown the same, or one of them unknown ('?'), or two input_paths that
+    name the same file."""
+    values = {shown(run['settings'], name), shown(other['settings'], name)}
+    if len(values) == 1 or '?' in values:
+        return True
+    return name == 'input_path' and text_file(run) is not None and text_file(run) == text_file(other)
+
+def text_file(run):
+    """The file a run's input_path names, when it can be told: a relative path is relative to the folder the run
+    was started in, and only a relative out_dir tells that folder (out/base in /home/me/out/base: /home/me)."""
+    path, out_dir = run['settings'].get('input_path'), run['settings'].get('out_dir')
+    if not isinstance(path, str) or not isinstance(out_dir, str):
+        return None
+    if not os.path.isabs(path):
+        folder, out_dir = os.path.abspath(run['folder']), os.path.normpath(out_dir)
+        end = '' if out_dir == '.' else os.sep + out_dir  # an absolute out_dir, or one with '..', ends no folder
+        starts = [candidate[:len(candidate) - len(end)] or os.sep  # out/gpt-20261123-173005 was out/gpt
+                  for candidate in (folder, MOVED_ASIDE.sub('', folder)) if candidate.endswith(end)]
+        if not starts:
+            return None
+        path = os.path.join(starts[0], path)
+    return os.path.realpath(path) if os.path.isfile(path) else None
 
 def shown(settings, name):
     """A setting as the table shows it, with repr() (a prompt '\\n' stays on its row), the parameter count with
-    thousands separators: '-' for a key this run's script lacks, '?' for a run of unknown settings."""
-    if settings is None:
+    thousands separators: '-' for a key this run's script lacks, '?' for a run of unknown settings or where it ran."""
+    if settings is None or (name in RAN_WITH and name not in settings):
         return '?'
     if name not in settings:
         return '-'
     return f"{settings[name]:,}" if name == 'params' and number(settings[name]) is not None else repr(settings[name])
 
 def figures(run):
-    """steps, seconds, tokens/s, val_loss_full, val_bpc: from summary.json, else from the last evaluation."""
-    summary, last, loss = run['summary'], run['metrics'][-1] if run['metrics'] else {}, final_loss(run)
-    values = [(first_number(summary.get('iters'), last.get('step')), '.0f'),
-              (first_number(summary.get('train_seconds'), last.get('elapsed')), '.1f'),
-              (first_number(summary.get('tokens_per_second'), last.get('tokens_per_second')), ',.0f'),
+    """steps, seconds, tokens/s, val_loss_full, val_bpc: from summary.json, else from ckpt.pt or the last evaluation."""
+    summary, progress, loss = run['summary'], run['progress'], final_loss(run)
+    values = [(first_number(summary.get('iters'), progress.get('step')), '.0f'),
+              (first_number(summary.get('train_seconds'), progress.get('elapsed')), '.1f'),
+              (first_number(summary.get('tokens_per_second'), progress.get('tokens_per_second')), ',.0f'),
               (loss, '.4f'),
               (first_number(summary.get('val_bpc'), None if loss is None else loss / math.log(2)), '.4f')]
-    return ['-' if value is None else format(value, spec) for value, spec in values]
+    return [formatted(value, spec) for value, spec in values]
 
 def print_table(runs, differing):
     """One row per run, the best marked; below it, what is odd about a run."""
@@ -244,16 +344,36 @@ def print_table(runs, differing):
     header = ['', 'run', 'script', *differing, 'steps', 'seconds', 'tokens/s', 'val_loss_full', 'val_bpc']
     rows = [['*' if run is best else '', run['folder'], run['script'],
              *[shown(run['settings'], name) for name in differing], *figures(run)] for run in runs]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    rule = [''] + ['-' * width for width in widths[1:]]
-    for row in [header, rule, *rows]:
-        cells = [cell.ljust(width) if i < 3 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths))]
-        print('  '.join(cells).rstrip())
+    print_rows(header, rows, left=3)
     if best:
         print("* the lowest val_loss_full (nats per character; val_bpc: bits per character)")
     for run in runs:
         if run['notes']:
             print(f"{run['folder']}: {'; '.join(run['notes'])}")
+
+def print_scores(scores):
+    """One row per eval.json: a checkpoint's loss on a text (the checkpoint and text it names, as it wrote them)."""
+    print("\nscores of a checkpoint on a text (eval.json, from --eval_only=true; loss in nats per character)")
+    columns = (('script', None), ('checkpoint', None), ('input_path', None), ('eval_split', None), ('step', '.0f'),
+               ('characters', ','), ('loss', '.4f'), ('bpc', '.4f'))
+    rows = [[score['folder'], *[str(score.get(key, '?')) if spec is None else formatted(score.get(key), spec)
+                                for key, spec in columns]] for score in scores if 'note' not in score]
+    print_rows(['scores', *[key for key, _ in columns]], rows, left=5)
+    for score in scores:
+        if 'note' in score:
+            print(f"{score['folder']}: {score['note']}")
+
+def formatted(value, spec):
+    return '-' if number(value) is None else format(value, spec)
+
+def print_rows(header, rows, left):
+    """A header, a rule and the rows, each column as wide as its widest cell: the first `left` left-aligned."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    rule = ['-' * width if header[i] else '' for i, width in enumerate(widths)]
+    for row in [header, rule, *rows]:
+        cells = [cell.ljust(width) if i < left else cell.rjust(width)
+                 for i, (cell, width) in enumerate(zip(row, widths))]
+        print('  '.join(cells).rstrip())
 
 # ------------------------------------------------------------------------------ the curves
 def show_curves(runs, png_path):
@@ -284,9 +404,10 @@ def legend_names(runs):
     return names
 
 def loss_range(curves):
-    """The lowest and highest loss, leaving out each curve's first evaluation: that is the untrained model
-    (about ln(vocabulary size)), and it would squeeze the rest of the curves into a few rows."""
-    losses = [loss for points in curves for _, loss in (points[1:] or points)]
+    """The lowest and highest loss, leaving out the first evaluation of each curve of three or more: that is the
+    untrained model (about ln(vocabulary size)), and it would squeeze the rest of the curves into a few rows; a
+    shorter curve keeps it, or nothing of it but a stub would be seen."""
+    losses = [loss for points in curves for _, loss in (points[1:] if len(points) > 2 else points)]
     return min(losses), max(losses)
 
 def default_png_path(runs):
@@ -311,7 +432,8 @@ def draw_picture(runs, png_path):
         for panel, x_key in zip(panels, ('step', 'elapsed')):
             for y_key, style in (('train_loss', '--'), ('val_loss', '-')):
                 points = curve(run, x_key, y_key)
-                panel.plot([x for x, _ in points], [y for _, y in points], style, color=f"C{i % 10}",
+                panel.plot([x for x, _ in points], [y for _, y in points], style, color=f"C{i % 10}", markersize=4,
+                           marker='o' if len(points) <= SHORT else None,  # seen beside a long run: a dot at each
                            label=name if (panel, y_key) == (panels[0], 'val_loss') else None)
     low, high = loss_range([curve(run, 'step', key) for run in runs for key in ('train_loss', 'val_loss')])
     margin = 0.05 * (high - low) or 0.1
@@ -335,8 +457,11 @@ def print_chart(runs):
     low, high = loss_range(curves)
     grid = [[' '] * CHART_COLUMNS for _ in range(CHART_ROWS)]
     for mark, points in zip(MARKS, curves):
-        for column in range(CHART_COLUMNS):
-            loss = interpolate(points, last_step * column / (CHART_COLUMNS - 1))
+        losses = {column: interpolate(points, last_step * column / (CHART_COLUMNS - 1))
+                  for column in range(CHART_COLUMNS)}
+        # and each evaluation in its own column: a 40-step run beside a 3000-step one has no column of its own
+        losses.update({round(step / last_step * (CHART_COLUMNS - 1)): loss for step, loss in points})
+        for column, loss in losses.items():
             row = None if loss is None else round((high - loss) / ((high - low) or 1) * (CHART_ROWS - 1))
             if row is not None and 0 <= row < CHART_ROWS:  # above the top: the untrained model's first evaluation
                 grid[row][column] = mark
@@ -367,5 +492,8 @@ if __name__ == '__main__':
     sys.stdout.reconfigure(errors='replace')  # a sample's characters that the terminal cannot show become '?'
     try:
         sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:  # Ctrl-C: nothing was written but, perhaps, the picture
+        print("compare.py: interrupted", file=sys.stderr)
+        sys.exit(130)
     except BrokenPipeError:  # the reader stopped early (python compare.py | head): nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -6,10 +6,13 @@ import itertools
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
+import torch
 
 from conftest import ROOT, load, run_script, tiny_args
 
@@ -28,8 +31,9 @@ PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 # ------------------------------------------------------------------------------ helpers
 def write_run(folder, val_loss_full=2.0, script='gpt.py', finished=True, sample=SAMPLE, sample_name='samples_1234abcd.txt',
-              params=1000, **overrides):
-    """A run folder as the scripts leave it: metrics.jsonl, a sample file, ckpt.pt and, once finished, summary.json."""
+              params=1000, checkpoint=True, **overrides):
+    """A run folder as the scripts leave it: metrics.jsonl, a sample file, ckpt.pt (at the last step; with
+    checkpoint=False, bytes that are not one) and, once finished, summary.json."""
     config = dict(GPT if script == 'gpt.py' else BIGRAM, out_dir=str(folder))
     config.update(overrides)
     os.makedirs(folder)
@@ -37,8 +41,11 @@ def write_run(folder, val_loss_full=2.0, script='gpt.py', finished=True, sample=
         for step, loss in ((0, 4.17), (50, val_loss_full + 0.5), (100, val_loss_full + 0.01)):
             f.write(json.dumps({'step': step, 'train_loss': loss - 0.02, 'val_loss': loss, 'lr': 1e-3,
                                 'elapsed': step / 10, 'tokens_per_second': 20000.0}) + '\n')
-    with open(os.path.join(folder, 'ckpt.pt'), 'wb') as f:
-        f.write(b'PK\x03\x04 not read by compare.py')
+    if checkpoint:
+        write_checkpoint(folder, script, config, config['max_iters'], params)
+    else:
+        with open(os.path.join(folder, 'ckpt.pt'), 'wb') as f:
+            f.write(b'PK\x03\x04 a damaged checkpoint')
     if sample is not None:
         write_sample_file(os.path.join(folder, sample_name), script, config, sample, params=params)
     if finished:
@@ -49,6 +56,13 @@ def write_run(folder, val_loss_full=2.0, script='gpt.py', finished=True, sample=
         with open(os.path.join(folder, 'summary.json'), 'w') as f:
             json.dump(summary, f)
     return str(folder)
+
+
+def write_checkpoint(folder, script, config, step, params=1000, dtype='bfloat16'):
+    """ckpt.pt with what save_checkpoint writes that compare.py reads: 10 s of training at 20,000 tokens/s."""
+    checkpoint = {'script': script, 'model': {'weight': torch.zeros(params)}, 'config': config, 'step': step,
+                  'dtype': dtype, 'tokens': 160000, 'step_seconds': 8.0, 'eval_seconds': 2.0, 'losses': {}}
+    torch.save(checkpoint, os.path.join(folder, 'ckpt.pt'))
 
 
 def write_sample_file(path, script, config, text, ran_on='device cpu, trained in bfloat16, sampled in float32',
@@ -191,6 +205,27 @@ def test_without_matplotlib_the_val_curves_are_drawn_in_the_terminal(runs, tmp_p
     assert not os.path.exists(tmp_path / 'runs' / 'compare.png')
 
 
+def curves_file(folder, points):
+    os.makedirs(folder)
+    with open(os.path.join(folder, 'metrics.jsonl'), 'w') as f:
+        for step, loss in points:
+            f.write(json.dumps({'step': step, 'train_loss': loss, 'val_loss': loss, 'elapsed': step / 10}) + '\n')
+
+
+def test_short_runs_are_drawn_beside_a_long_one(tmp_path):
+    """Two 40-step runs of two evaluations beside a 3000-step run: each shows in the terminal chart; the range
+    holds all of a short run's points, and leaves out a long run's first."""
+    long = [(0, 4.2)] + [(step, 2.6 - step / 3000) for step in range(250, 3001, 250)]
+    assert compare.loss_range([long]) == (1.6, 2.6 - 250 / 3000)
+    assert compare.loss_range([long, [(0, 4.19), (40, 3.3)]]) == (1.6, 4.19)
+    curves_file(tmp_path / 'runs' / 'long', long)
+    curves_file(tmp_path / 'runs' / 'short', [(0, 4.19), (40, 3.3)])
+    curves_file(tmp_path / 'runs' / 'short2', [(0, 4.18), (40, 3.0)])
+    result = run_compare(['runs/long', 'runs/short', 'runs/short2', '--sort=none'], cwd=tmp_path, block_matplotlib=True)
+    chart = result.stdout.split('val loss against step\n')[1].split('\n\n')[0]
+    assert all(mark in chart.split('+---')[0] for mark in '123')
+
+
 def test_runs_in_unrelated_places_put_the_picture_in_the_current_folder(runs):
     base, wide, elsewhere = {'folder': 'runs/base'}, {'folder': 'runs/wide'}, {'folder': '/elsewhere/a b/run 1'}
     assert compare.default_png_path([base, wide]) == os.path.join('runs', 'compare.png')
@@ -246,7 +281,7 @@ def test_no_arguments_compares_every_run_under_out(tmp_path, monkeypatch, no_pic
 def test_odd_folders_are_shown_as_what_they_are(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     write_run(tmp_path / 'finished', 2.0)
-    write_run(tmp_path / 'interrupted', 2.2, finished=False, sample=None)
+    write_run(tmp_path / 'interrupted', 2.2, finished=False, sample=None, checkpoint=False)  # damaged
     write_run(tmp_path / 'resumed', 2.4, finished=False, n_embd=96)  # interrupted, with a sample file of earlier
     write_run(tmp_path / 'garbled', 2.1)
     (tmp_path / 'garbled' / 'summary.json').write_text('{"script": "gpt.py", "config": {')
@@ -267,7 +302,8 @@ def test_odd_folders_are_shown_as_what_they_are(tmp_path, monkeypatch, capsys):
         (False, ['resumed', 'gpt.py', '96'], ['-', '-']),
         (False, ['garbled', 'gpt.py', '64'], ['-', '-'])]
     assert rows[1][1][3:5] == ['100', '10.0']  # the last evaluation's step and seconds
-    assert "interrupted: unfinished: metrics.jsonl, ckpt.pt, no summary.json (interrupted, or still running)\n" in output
+    assert ("interrupted: unfinished: metrics.jsonl, ckpt.pt, no summary.json (interrupted, or still running); "
+            "ckpt.pt unreadable (damaged, or not a checkpoint)\n") in output
     assert "garbled: summary.json unreadable (" in output
     assert "1 unreadable line(s) of metrics.jsonl left out" in output
     assert "empty: an empty folder\n" in output
@@ -279,10 +315,11 @@ def test_odd_folders_are_shown_as_what_they_are(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize('ran_on', ['device cpu, trained in bfloat16, sampled in float32',
                                     'device cpu, dtype bfloat16'])  # sample files of before the 'trained in' header
 def test_an_unfinished_run_ran_on_what_its_sample_file_says(tmp_path, monkeypatch, no_picture, capsys, ran_on):
-    """The device and dtype in the sample file's header ('dtype bfloat16' in older files), not the config's 'auto'."""
+    """Its checkpoint unreadable: the device and dtype in the sample file's header ('dtype bfloat16' in older
+    files), not the config's 'auto'."""
     monkeypatch.chdir(tmp_path)
     write_run(tmp_path / 'finished', 2.0)
-    folder = write_run(tmp_path / 'interrupted', 2.2, finished=False, sample=None, n_embd=96)
+    folder = write_run(tmp_path / 'interrupted', 2.2, finished=False, sample=None, n_embd=96, checkpoint=False)
     write_sample_file(os.path.join(folder, 'samples_1234abcd.txt'), 'gpt.py', dict(GPT, n_embd=96), SAMPLE, ran_on)
     assert compare.main(['finished', 'interrupted']) == 0
     header, rows = table(capsys.readouterr().out)
@@ -319,6 +356,125 @@ def test_an_unfinished_runs_settings_are_what_it_trained_with_not_what_it_sample
     header, rows = table(capsys.readouterr().out)
     assert header[2:4] == ['n_embd', 'steps']
     assert [cells[:3] for _, cells in rows] == [['finished', 'gpt.py', '64'], ['interrupted', 'gpt.py', '96']]
+
+
+@pytest.mark.parametrize('stopped', ['before an evaluation', 'killed after one'])
+def test_a_run_resumed_past_its_summary_is_unfinished(tmp_path, monkeypatch, no_picture, capsys, stopped):
+    """Finished at step 100, resumed to max_iters=200: Ctrl-C at step 147 saves ckpt.pt there (after summary.json);
+    a kill after the evaluation at 150 leaves it in metrics.jsonl. The old summary's val_loss_full is not this run's."""
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path / 'other', 2.0)
+    folder = write_run(tmp_path / 'resumed', 1.9)
+    if stopped == 'before an evaluation':
+        write_checkpoint(folder, 'gpt.py', dict(GPT, out_dir=folder, max_iters=200), 147)
+        os.utime(os.path.join(folder, 'summary.json'), (1, 1))  # ckpt.pt written after it
+    else:
+        with open(os.path.join(folder, 'metrics.jsonl'), 'a') as f:
+            f.write(json.dumps({'step': 150, 'train_loss': 1.8, 'val_loss': 1.85, 'elapsed': 15.0}) + '\n')
+    assert compare.main(['other', 'resumed']) == 0
+    output = capsys.readouterr().out
+    header, rows = table(output)
+    steps = '147' if stopped == 'before an evaluation' else '150'
+    assert [(best, cells[0], cells[-5], cells[-2]) for best, cells in rows] == [(True, 'other', '100', '2.0000'),
+                                                                               (False, 'resumed', steps, '-')]
+    if stopped == 'before an evaluation':  # its settings are the checkpoint's: it was resumed to 200
+        assert header[2] == 'max_iters' and [cells[2] for _, cells in rows] == ['100', '200']
+    assert f"resumed: unfinished: resumed past its summary.json of step 100, to step {max(147, int(steps))}" in output
+
+
+def test_a_finished_runs_checkpoint_written_after_its_summary_at_the_same_step_is_still_finished(
+        tmp_path, monkeypatch, no_picture, capsys):
+    monkeypatch.chdir(tmp_path)
+    folder = write_run(tmp_path / 'copied', 2.0)
+    os.utime(os.path.join(folder, 'summary.json'), (1, 1))  # cp without -p: any order
+    assert compare.main(['copied']) == 0
+    output = capsys.readouterr().out
+    assert table(output)[1][0][1][-5:] == ['100', '12.5', '20,000', '2.0000', f"{2.0 / math.log(2):.4f}"]
+    assert 'unfinished' not in output
+
+
+def test_an_interrupted_run_is_shown_from_its_checkpoint(tmp_path, monkeypatch, no_picture, capsys):
+    """Ctrl-C at step 147 (last evaluation at 100), no sample file: step, seconds, settings from ckpt.pt; the
+    device is not in it ('auto' in its config): no device column for that."""
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path / 'finished', 2.0)
+    folder = write_run(tmp_path / 'interrupted', 2.2, finished=False, sample=None, n_embd=96)
+    write_checkpoint(folder, 'gpt.py', dict(GPT, out_dir=folder, n_embd=96), 147, params=2000, dtype='float32')
+    assert compare.main(['finished', 'interrupted']) == 0
+    header, rows = table(capsys.readouterr().out)
+    assert header[2:6] == ['dtype', 'n_embd', 'params', 'steps']
+    assert [cells[:-2] for _, cells in rows] == [
+        ['finished', 'gpt.py', "'bfloat16'", '64', '1,000', '100', '12.5', '20,000'],
+        ['interrupted', 'gpt.py', "'float32'", '96', '2,000', '147', '10.0', '20,000']]
+
+
+def test_a_score_is_listed_with_its_checkpoint_and_text(tmp_path, monkeypatch, no_picture, capsys):
+    """python gpt.py --eval_only=true --init_from=out/base/ckpt.pt --input_path=other.txt --out_dir=out/scores;
+    and a score written into the run's own folder."""
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path / 'out' / 'base', 2.0)
+    score = {'script': 'gpt.py', 'checkpoint': 'out/base/ckpt.pt', 'step': 100, 'input_path': 'other.txt',
+             'eval_split': 'all', 'loss': 2.5, 'bpc': 2.5 / math.log(2), 'characters': 12345}
+    os.makedirs('out/scores')
+    for folder, text in (('out/scores', 'other.txt'), ('out/base', 'more.txt')):
+        with open(os.path.join(folder, 'eval.json'), 'w') as f:
+            json.dump(dict(score, input_path=text), f)
+    assert compare.main(['out/scores']) == 0
+    output = capsys.readouterr().out
+    assert output.splitlines()[4].split() == ['out/scores', 'gpt.py', 'out/base/ckpt.pt', 'other.txt', 'all', '100',
+                                              '12,345', '2.5000', f"{2.5 / math.log(2):.4f}"]
+    assert compare.main([]) == 0
+    output = capsys.readouterr().out
+    _, rows = table(output)
+    assert [cells[0] for _, cells in rows] == ['out/base']  # a score is no training run
+    scores = output.split('scores of a checkpoint on a text')[1].splitlines()[3:5]
+    assert [line.split()[:4] for line in scores] == [['out/base', 'gpt.py', 'out/base/ckpt.pt', 'more.txt'],
+                                                     ['out/scores', 'gpt.py', 'out/base/ckpt.pt', 'other.txt']]
+
+
+def test_the_picture_of_the_last_time_is_no_news(runs, no_picture, capsys):
+    """python compare.py runs/*: runs/compare.png is compare.py's own; another PNG there is named."""
+    open('runs/compare.png', 'wb').close()
+    open('runs/other.png', 'wb').close()
+    assert compare.main(runs + ['runs/compare.png', 'runs/other.png']) == 0
+    output = capsys.readouterr().out
+    assert 'runs/compare.png' not in output and 'runs/other.png: a file, not a run folder\n' in output
+
+
+def test_input_paths_that_name_the_same_file_are_no_difference(tmp_path, monkeypatch, no_picture, capsys):
+    """'input.txt' from out/a's start folder (its relative out_dir says which) is the absolute path of the other;
+    a relative path of a run with an absolute out_dir names a file of a folder not known."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'input.txt').write_text('text')
+    write_run(tmp_path / 'out' / 'a', 2.0, out_dir='out/a', input_path='input.txt')
+    write_run(tmp_path / 'out' / 'b-20261123-173005', 2.1, out_dir='out/b', input_path=str(tmp_path / 'input.txt'))
+    assert compare.main(['out/a', 'out/b-20261123-173005']) == 0
+    assert 'input_path' not in table(capsys.readouterr().out)[0]
+    write_run(tmp_path / 'elsewhere', 2.2, input_path='input.txt')  # out_dir: the absolute path of the folder
+    assert compare.main(['out/b-20261123-173005', 'elsewhere']) == 0
+    assert 'input_path' in table(capsys.readouterr().out)[0]
+
+
+@pytest.mark.skipif(not hasattr(os, 'mkfifo'), reason='no named pipes')
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
+    """Ctrl-C while compare.py reads a run (here, a metrics.jsonl that is a pipe no one writes to)."""
+    os.makedirs(tmp_path / 'run')
+    fifo = tmp_path / 'run' / 'metrics.jsonl'
+    os.mkfifo(fifo)
+    code = (f"import runpy, sys; sys.argv = ['compare.py', 'run']; "
+            f"runpy.run_path({os.path.join(ROOT, 'compare.py')!r}, run_name='__main__')")
+    process = subprocess.Popen([sys.executable, '-c', code], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    for _ in range(600):  # until compare.py holds the pipe open to read
+        try:
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:
+            time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    os.close(writer)
+    assert (process.returncode, stderr) == (130, "compare.py: interrupted\n")
 
 
 def test_only_folders_that_are_not_runs_exit_1(tmp_path):
