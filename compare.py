@@ -29,10 +29,9 @@ import re
 import sys
 
 RUN_FILES = ('summary.json', 'metrics.jsonl', 'ckpt.pt')  # a folder holding any of these is a run
-MOVED_ASIDE = re.compile(r'-\d{8}-\d{6}(-\d+)?$')  # out/gpt-20261123-173005: an earlier run a fresh one moved aside
 # settings that say where a run wrote and what it was asked to do when started, not what it trained
 BOOKKEEPING = ('out_dir', 'resume', 'sample_only', 'log_interval')
-RAN_WITH = ('device', 'dtype', 'params')  # from summary.json or the sample file's header, not from the config
+RAN_WITH = ('device', 'dtype', 'params', 'text_sha256')  # from summary.json or the sample header, not the config
 SAMPLE_MARKER = re.compile(r'^-------- sample \d+ of \d+ --------$', re.MULTILINE)
 SAMPLE_LINES = 6                # lines shown of each run's first sample
 CHART_ROWS, CHART_COLUMNS = 12, 64
@@ -296,28 +295,13 @@ def differing_settings(runs):
     return [name for name in names if not all(alike(run, other, name) for run, other in pairs)]
 
 def alike(run, other, name):
-    """Whether two runs had the same setting: shown the same, or one of them unknown ('?'), or two input_paths that
-    name the same file."""
+    """Whether two runs had the same setting: shown the same, or one of them unknown ('?'); and two input_paths are
+    alike when the runs learned the same text (summary.json's text_sha256), whatever path named it."""
     values = {shown(run['settings'], name), shown(other['settings'], name)}
     if len(values) == 1 or '?' in values:
         return True
-    return name == 'input_path' and text_file(run) is not None and text_file(run) == text_file(other)
-
-def text_file(run):
-    """The file a run's input_path names, when it can be told: a relative path is relative to the folder the run
-    was started in, and only a relative out_dir tells that folder (out/base in /home/me/out/base: /home/me)."""
-    path, out_dir = run['settings'].get('input_path'), run['settings'].get('out_dir')
-    if not isinstance(path, str) or not isinstance(out_dir, str):
-        return None
-    if not os.path.isabs(path):
-        folder, out_dir = os.path.abspath(run['folder']), os.path.normpath(out_dir)
-        end = '' if out_dir == '.' else os.sep + out_dir  # an absolute out_dir, or one with '..', ends no folder
-        starts = [candidate[:len(candidate) - len(end)] or os.sep  # out/gpt-20261123-173005 was out/gpt
-                  for candidate in (folder, MOVED_ASIDE.sub('', folder)) if candidate.endswith(end)]
-        if not starts:
-            return None
-        path = os.path.join(starts[0], path)
-    return os.path.realpath(path) if os.path.isfile(path) else None
+    texts = {run['summary'].get('text_sha256'), other['summary'].get('text_sha256')}
+    return name == 'input_path' and len(texts) == 1 and None not in texts
 
 def shown(settings, name):
     """A setting as the table shows it, with repr() (a prompt '\\n' stays on its row), the parameter count with
@@ -326,6 +310,8 @@ def shown(settings, name):
         return '?'
     if name not in settings:
         return '-'
+    if name == 'text_sha256':
+        return str(settings[name])[:12]  # enough to tell two texts apart
     return f"{settings[name]:,}" if name == 'params' and number(settings[name]) is not None else repr(settings[name])
 
 def figures(run):

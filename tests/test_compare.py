@@ -31,7 +31,7 @@ PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 # ------------------------------------------------------------------------------ helpers
 def write_run(folder, val_loss_full=2.0, script='gpt.py', finished=True, sample=SAMPLE, sample_name='samples_1234abcd.txt',
-              params=1000, checkpoint=True, **overrides):
+              params=1000, checkpoint=True, text_sha256=None, **overrides):
     """A run folder as the scripts leave it: metrics.jsonl, a sample file, ckpt.pt (at the last step; with
     checkpoint=False, bytes that are not one) and, once finished, summary.json."""
     config = dict(GPT if script == 'gpt.py' else BIGRAM, out_dir=str(folder))
@@ -53,6 +53,8 @@ def write_run(folder, val_loss_full=2.0, script='gpt.py', finished=True, sample=
                    'val_loss': val_loss_full + 0.01, 'val_loss_full': val_loss_full, 'train_seconds': 12.5,
                    'tokens_per_second': 20000.0, 'device': 'cpu', 'dtype': 'bfloat16', 'params': params,
                    'samples_path': os.path.join(config['out_dir'], sample_name)}
+        if text_sha256:
+            summary['text_sha256'] = text_sha256
         with open(os.path.join(folder, 'summary.json'), 'w') as f:
             json.dump(summary, f)
     return str(folder)
@@ -441,18 +443,18 @@ def test_the_picture_of_the_last_time_is_no_news(runs, no_picture, capsys):
     assert 'runs/compare.png' not in output and 'runs/other.png: a file, not a run folder\n' in output
 
 
-def test_input_paths_that_name_the_same_file_are_no_difference(tmp_path, monkeypatch, no_picture, capsys):
-    """'input.txt' from out/a's start folder (its relative out_dir says which) is the absolute path of the other;
-    a relative path of a run with an absolute out_dir names a file of a folder not known."""
+def test_the_text_is_told_by_its_sha256_not_its_path(tmp_path, monkeypatch, no_picture, capsys):
+    """'input.txt' and its absolute path, of the same text, are no difference; the same path holding another text
+    is one, shown as the start of its sha256."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / 'input.txt').write_text('text')
-    write_run(tmp_path / 'out' / 'a', 2.0, out_dir='out/a', input_path='input.txt')
-    write_run(tmp_path / 'out' / 'b-20261123-173005', 2.1, out_dir='out/b', input_path=str(tmp_path / 'input.txt'))
-    assert compare.main(['out/a', 'out/b-20261123-173005']) == 0
+    write_run(tmp_path / 'a', 2.0, input_path='input.txt', text_sha256='ab' * 32)
+    write_run(tmp_path / 'b', 2.1, input_path=str(tmp_path / 'input.txt'), text_sha256='ab' * 32)
+    write_run(tmp_path / 'c', 2.2, input_path='input.txt', text_sha256='cd' * 32)
+    assert compare.main(['a', 'b']) == 0
     assert 'input_path' not in table(capsys.readouterr().out)[0]
-    write_run(tmp_path / 'elsewhere', 2.2, input_path='input.txt')  # out_dir: the absolute path of the folder
-    assert compare.main(['out/b-20261123-173005', 'elsewhere']) == 0
-    assert 'input_path' in table(capsys.readouterr().out)[0]
+    assert compare.main(['a', 'c']) == 0
+    header, rows = table(capsys.readouterr().out)
+    assert 'text_sha256' in header and 'input_path' not in header and 'cdcdcdcdcdcd' in rows[-1][1]
 
 
 @pytest.mark.skipif(not hasattr(os, 'mkfifo'), reason='no named pipes')
