@@ -570,8 +570,9 @@ def load_checkpoint(path):
             raise UsageError(f"{path} holds pickled Python objects, which could run code if loaded: refused") from None
         raise UsageError(f"{path} is damaged (corrupt or truncated): it cannot be loaded; train again") from None
     needed = {'script', 'model', 'optimizer', 'scaler', 'config', 'chars', 'step', 'losses', 'rng'}
-    if not isinstance(checkpoint, dict) or checkpoint.get('script') != SCRIPT or not needed <= checkpoint.keys():
-        raise UsageError(f"{path} is not a checkpoint of {SCRIPT}")
+    ours = isinstance(checkpoint, dict) and needed <= checkpoint.keys() and (  # this script's, or a copy's (its model)
+        checkpoint['script'] == SCRIPT or set(VOCAB_AXES) <= set(checkpoint['model'] or ()))
+    require(ours, f"{path} is not a checkpoint of {SCRIPT}")
     return checkpoint
 
 def start_metrics(path, start_step):

@@ -369,3 +369,22 @@ def test_the_text_is_recorded_and_a_resume_on_another_text_says_so(bigram, tmp_p
     assert summary['text_sha256'] == hashlib.sha256(text[::-1]).hexdigest()
     bigram.main(*bigram.parse_overrides(tiny_args('bigram', tmp_path, text_file) + ['--eval_only=true'], bigram.DEFAULTS))
     assert json.loads((tmp_path / 'out' / 'eval.json').read_text())['sha256'] == hashlib.sha256(text).hexdigest()
+
+
+def test_a_copy_of_a_script_uses_the_checkpoints_of_the_original(tmp_path, text_file):
+    """cp gpt.py gpt_v2.py to try a change beside the original: the copy samples, scores and starts from the
+    original's checkpoints (it refused them: checkpoints were told apart by the script's file name, not its model);
+    another script's checkpoint is still refused."""
+    gpt = load('gpt')
+    run(gpt, tmp_path, text_file)
+    copy = tmp_path / 'gpt_v2.py'
+    copy.write_text(open(os.path.join(ROOT, 'gpt.py'), encoding='utf-8').read(), encoding='utf-8')
+    args = tiny_args('gpt', tmp_path, text_file)
+    for extra in (['--sample_only=true'], ['--eval_only=true'], [f"--out_dir={tmp_path / 'v2'}",
+                                                                 f"--init_from={tmp_path / 'out' / 'ckpt.pt'}"]):
+        result = subprocess.run([sys.executable, str(copy), *args, *extra], capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    mlp = subprocess.run([sys.executable, os.path.join(ROOT, 'mlp.py'), '--sample_only=true',
+                          f"--init_from={tmp_path / 'out' / 'ckpt.pt'}", f"--out_dir={tmp_path / 'm'}"],
+                         capture_output=True, text=True)
+    assert mlp.returncode == 2 and 'is not a checkpoint of mlp.py' in mlp.stderr
