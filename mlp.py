@@ -235,7 +235,7 @@ def check_config(config, overridden=()):
     for name, allowed in (('dtype', 'auto float32 bfloat16 float16'), ('eval_split', 'all val'), ('unknown', 'error skip')):
         require(config[name] in allowed.split(), f"{name} must be {' or '.join(allowed.split())}, got '{config[name]}'")
     fresh = not (config['resume'] or config['sample_only'] or config['eval_only'])
-    require(fresh and config['time_budget'] or config['warmup_iters'] <= config['lr_decay_iters'],  # or settled so
+    require(not fresh or config['time_budget'] or config['warmup_iters'] <= config['lr_decay_iters'],  # or settled
             f"warmup_iters ({config['warmup_iters']}) is past lr_decay_iters ({config['lr_decay_iters']}): the rate "
             f"would never decay; give a smaller --warmup_iters")
     for name in sorted(set(overridden) & {'max_iters', 'lr_decay_iters'}):
@@ -440,6 +440,7 @@ def sample_next(logits, temperature, top_k, generator):
 
 SAMPLING_KEYS = ('seed', 'device', 'dtype', 'num_samples', 'max_new_tokens', 'temperature', 'top_k', 'prompt')
 SCORING_KEYS = ('device', 'dtype', 'batch_size', 'input_path', 'eval_split', 'unknown')
+COMMAND_KEYS = ('resume', 'sample_only', 'eval_only', 'eval_split', 'unknown', 'out_dir')  # never the checkpoint's
 
 def prompt_ids(config, chars):
     """The prompt (or the text of the file that FILE:path names) as character ids, checked before any training."""
@@ -550,7 +551,7 @@ def save_checkpoint(run, step, losses):
                   'best_val_loss': run.best_val_loss, 'losses': losses, 'dtype': str(run.dtype)[6:],
                   'tokens': run.tokens, 'step_seconds': run.step_seconds, 'eval_seconds': run.eval_seconds,
                   'rng': {'batches': run.generator.get_state()},  # dropout needs no state: train_step seeds it per step
-                  'defaults': DEFAULTS, 'text_sha256': run.text_sha256}  # what a later edit or text changes
+                  'defaults': run.defaults, 'text_sha256': run.text_sha256}  # what a later edit or text changes
     write_atomic(run.ckpt_path, lambda f: torch.save(checkpoint, f))
     run.checkpoint, run.saved_step = checkpoint, step
 
@@ -622,7 +623,8 @@ class Run:
         if modes == ['init_from'] and own:
             raise UsageError(f"init_from is {self.ckpt_path}, this run's own checkpoint: give it another --out_dir")
         require(modes[1:] != ['init_from'] or own or not os.path.exists(self.ckpt_path),  # or it passes for that run's
-                f"out_dir {config['out_dir']} holds another run: give its samples or scores an --out_dir of their own")
+                f"out_dir {config['out_dir']} holds another run: give its samples or scores an --out_dir of their own "
+                f"(or --init_from= to use that run's checkpoint)")
         misplaced = [name for name in ('eval_split', 'unknown') if name in overridden and not config['eval_only']]
         require(not misplaced, f"{' and '.join(misplaced)}: for --eval_only=true (scoring a text) only")
         self.checkpoint_inode = inode(self.source)  # before it is read
@@ -633,7 +635,8 @@ class Run:
         check_config(config, overridden)
         if overridden:
             trained = self.checkpoint['config'] if config['resume'] else {}  # resuming: what each one changes
-            was = {name: f" (was {value!r})" for name, value in trained.items() if value != config.get(name, value)}
+            was = {name: f" (was {value!r})" for name, value in trained.items()
+                   if value != config.get(name, value) and name not in COMMAND_KEYS}
             log("overrides: " + ", ".join(f"{name}={config[name]!r}{was.get(name, '')}"
                                           for name in dict.fromkeys(overridden)))
         if config['resume']:
@@ -668,6 +671,7 @@ class Run:
             except RuntimeError:  # this device's kind of generator, seeded as at the start, draws other batches
                 log("note: the checkpoint's batch order was saved on another kind of device: new batches from here on")
         self.start_step, self.saved_step = resumed.get('step', 0), resumed.get('step')
+        self.defaults = resumed.get('defaults', DEFAULTS)  # the top of the script as the run began: edits since, noted
         self.best_val_loss = resumed.get('best_val_loss', float('inf'))
         self.step_seconds, self.eval_seconds, self.tokens = (resumed.get(key, 0)  # 0: checkpoints without them
                                                              for key in ('step_seconds', 'eval_seconds', 'tokens'))
@@ -689,19 +693,17 @@ def merge_checkpoint_config(config, overridden, checkpoint, starting):
     weights, this command's with its model shape. Sampling takes only the sampling overrides, saying what it ignores."""
     trained = checkpoint['config']
     edited = {name: f"{name}={config[name]!r}" for name, value in checkpoint.get('defaults', {}).items()
-              if DEFAULTS.get(name, value) != value and name not in overridden}  # at the top, since the checkpoint
+              if DEFAULTS.get(name, value) != value and name not in [*overridden, *COMMAND_KEYS, 'init_from']}
     used = SAMPLING_KEYS if config['sample_only'] else SCORING_KEYS if config['eval_only'] else MODEL_KEYS
-    taken = [] if config['resume'] else [name for name in edited if name in used]  # the model's shape: checked below
-    if taken or (config['resume'] and edited):
+    given = [] if config['resume'] else [name for name in edited if name in used]  # the model's shape: checked below
+    if given or (config['resume'] and edited):
         log(f"note: changed at the top of {SCRIPT} since this checkpoint, " + (
-            f"so taken as given: {', '.join(map(edited.get, taken))}" if taken else f"not taken (a resumed run keeps "
+            f"so taken as given: {', '.join(map(edited.get, given))}" if given else f"not taken (a resumed run keeps "
             f"its own settings; --name=value changes one): {', '.join(edited.values())}"))
-    overridden = taken + list(overridden)
-    own = ('resume', 'sample_only', 'eval_only', 'eval_split', 'unknown', 'out_dir')  # always this command's settings
-    taken = [name for name in (MODEL_KEYS if starting else trained) if name in trained and name not in own]
+    overridden = given + list(overridden)
+    taken = [name for name in (MODEL_KEYS if starting else trained) if name in trained and name not in COMMAND_KEYS]
     merged = dict(config, **{name: trained[name] for name in taken})
     if config['sample_only'] or config['eval_only']:
-        used = SAMPLING_KEYS if config['sample_only'] else SCORING_KEYS
         ignored = [name for name in dict.fromkeys(overridden)  # init_from names the checkpoint: not ignored
                    if name not in used + ('init_from',) and config[name] != merged[name]]
         if ignored:
@@ -1013,7 +1015,8 @@ def run_command_line(args):
     """--help, or main with the overrides, its expected failures turned into one line on stderr and an exit code."""
     if '-h' in args or '--help' in args:
         with open(__file__, encoding='utf-8') as f:
-            hyperparameters = f.read().partition(' hyperparameters\n')[2].partition('\n# ' + '-' * 20)[0]
+            block = f.read().partition(' hyperparameters\n')[2].partition('\nDEFAULTS = ')[0]
+        hyperparameters = block.partition('\n# ' + '-' * 20)[0]
         log(f"{__doc__.strip()}\n\nHyperparameters (--name=value overrides one; config files hold name = value lines):"
             f"\n{hyperparameters}\n")
         return 0

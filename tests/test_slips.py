@@ -303,13 +303,15 @@ def test_help_survives_edits_to_the_hyperparameter_comments(tmp_path):
     with open(os.path.join(ROOT, 'bigram.py'), encoding='utf-8') as f:
         source = f.read()
     edited = {'own-comment': source.replace('\n# sampling\n', '\n# --- sampling (mine)\n'),
-              'no-marker': source.replace('# ' + '-' * 78 + ' hyperparameters\n', '')}
+              'no-marker': source.replace('# ' + '-' * 78 + ' hyperparameters\n', ''),
+              'no-end-marker': source.replace('# ' + '-' * 78 + '\nDEFAULTS', 'DEFAULTS')}
     for name, text in edited.items():
         assert text != source, name
         (tmp_path / f'{name}.py').write_text(text, encoding='utf-8')
         result = subprocess.run([sys.executable, str(tmp_path / f'{name}.py'), '--help'], capture_output=True, text=True)
         assert result.returncode == 0 and result.stderr == '', result.stderr
         assert 'temperature = 1.0' in result.stdout or name == 'no-marker'  # that one lists none, and says nothing
+        assert 'DEFAULTS' not in result.stdout and 'class Bigram' not in result.stdout  # nor the rest of the file
 
 
 def test_a_budgeted_run_from_weights_with_max_iters_edited_at_the_top(bigram, tmp_path, text_file, monkeypatch):
@@ -388,3 +390,32 @@ def test_a_copy_of_a_script_uses_the_checkpoints_of_the_original(tmp_path, text_
                           f"--init_from={tmp_path / 'out' / 'ckpt.pt'}", f"--out_dir={tmp_path / 'm'}"],
                          capture_output=True, text=True)
     assert mlp.returncode == 2 and 'is not a checkpoint of mlp.py' in mlp.stderr
+
+
+def test_edits_a_resume_left_out_stay_edits(bigram, tmp_path, text_file, monkeypatch, capsys):
+    """A resume that leaves an edit out keeps the checkpoint's record of the top of the script: a later --sample_only
+    still takes the edited temperature (the resume had made it the new baseline: it was lost, and undoing the edit
+    then read as a change). The command's own settings are no edits, and no (was ...)."""
+    run(bigram, tmp_path, text_file, max_iters=20, lr_decay_iters=40)
+    edited_at_the_top(bigram, monkeypatch, temperature=0.5, resume=True)
+    capsys.readouterr()
+    run(bigram, tmp_path, text_file, max_iters=30, lr_decay_iters=40)  # resume=True at the top
+    out = capsys.readouterr().out
+    assert 'not taken (a resumed run keeps its own settings; --name=value changes one): temperature=0.5\n' in out
+    assert '(was False)' not in out
+    edited_at_the_top(bigram, monkeypatch, resume=False)
+    with open(run(bigram, tmp_path, text_file, '--sample_only=true'), encoding='utf-8') as f:
+        assert 'temperature = 0.5' in f.read()
+
+
+def test_a_checkpoint_with_a_warmup_past_its_decay_still_samples_and_resumes(bigram, tmp_path, text_file):
+    """Such schedules are refused for new runs only: a run trained before the check (its warmup past its decay)
+    samples, scores and resumes as before."""
+    run(bigram, tmp_path, text_file, max_iters=20, lr_decay_iters=30)
+    path = tmp_path / 'out' / 'ckpt.pt'
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint['config'].update(warmup_iters=50)
+    torch.save(checkpoint, path)
+    for mode in ('--sample_only=true', '--eval_only=true'):
+        run(bigram, tmp_path, text_file, mode)
+    assert run(bigram, tmp_path, text_file, '--resume=true', max_iters=30, lr_decay_iters=30)['iters'] == 30
