@@ -35,6 +35,7 @@ import stat
 import sys
 import time
 import urllib.request
+import warnings
 
 import numpy as np
 import torch
@@ -550,7 +551,7 @@ def sample_next(logits, temperature, top_k, generator):
         logits = logits.masked_fill(logits < kth_best, -float('inf'))
     return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
 
-SAMPLING_KEYS = ('seed', 'device', 'dtype', 'num_samples', 'max_new_tokens', 'temperature', 'top_k', 'prompt')
+SAMPLING_KEYS = ('seed', 'device', 'num_samples', 'max_new_tokens', 'temperature', 'top_k', 'prompt')  # in float32
 SCORING_KEYS = ('device', 'dtype', 'batch_size', 'input_path', 'eval_split', 'unknown')
 COMMAND_KEYS = ('resume', 'sample_only', 'eval_only', 'eval_split', 'unknown', 'out_dir')  # never the checkpoint's
 
@@ -585,7 +586,7 @@ def write_samples(run):
     if watch:
         print()
     settings = {name: value for name, value in checkpoint['config'].items() if name not in ('resume', 'sample_only')}
-    sampling = {name: config[name] for name in SAMPLING_KEYS}
+    sampling = {name: config[name] for name in SAMPLING_KEYS} | {'device': str(run.device)}  # 'auto' as it went
     file_text = [prompt] if config['prompt'].startswith('FILE:') else []  # the file may change
     digest = hashlib.sha1(json.dumps([settings, sampling] + file_text, sort_keys=True).encode()).hexdigest()[:8]
     lines = [f"# {SCRIPT} samples: diff two sample files to see what changed between runs",
@@ -677,7 +678,9 @@ def load_checkpoint(path):
     """A checkpoint of this script, loaded on the CPU with weights_only=True: tensors and plain values, never code."""
     require(os.path.isfile(path), f"no checkpoint at {path}: check --out_dir (or --init_from), or train first")
     try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # torch's notes on what it finds: the line below says what it is
+            checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # a truncated zip, random bytes, a pickled object: whatever it is, it is not loaded
         if 'Unsupported global' in str(e):
             raise UsageError(f"{path} holds pickled Python objects, which could run code if loaded: refused") from None
@@ -942,7 +945,7 @@ def train(run):
                 if run.rank == 0:
                     started = time.perf_counter()
                     estimate = estimate_loss(run.fast_model, run.splits, config, run.autocast, stop_requested)
-                    run.eval_seconds += time.perf_counter() - started
+                    took = time.perf_counter() - started  # counted after a checkpoint here: a resume estimates again
                     if stop_requested:
                         raise stopped(run, step, losses)
                     if not all(map(math.isfinite, estimate.values())):
@@ -953,13 +956,15 @@ def train(run):
                     log(f"step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}"
                         + (f" ({tokens_per_second:,.0f} tokens/s, ETA {eta:.0f} s)" if run.tokens else ""))
                     record = {'step': step, **estimate, 'lr': learning_rate_at(step, config), 'tokens': run.tokens,
-                              'elapsed': run.step_seconds + run.eval_seconds, 'tokens_per_second': tokens_per_second}
+                              'elapsed': run.step_seconds + run.eval_seconds + took,
+                              'tokens_per_second': tokens_per_second}
                     with open(run.metrics_path, 'a') as f:
                         f.write(json.dumps(record) + '\n')  # one whole line per write
                     if losses['val_loss'] < run.best_val_loss:
                         run.best_val_loss = losses['val_loss']
                         if run.start_step < step < config['max_iters']:
                             save_checkpoint(run, step, losses)
+                    run.eval_seconds += took
             if last_step:
                 break
             started = time.perf_counter()

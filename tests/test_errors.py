@@ -3,6 +3,7 @@ and nothing left in out_dir (or the out_dir's files unchanged when it held a che
 import ast
 import hashlib
 import os
+import pickle
 import random
 import shutil
 
@@ -121,6 +122,7 @@ CASES = [  # (id, script, build args, what the error line must contain)
     ('checkpoint-random-bytes', 'gpt', with_checkpoint(lambda c: random.Random(0).randbytes(5000)), ['ckpt.pt', 'damaged']),
     ('checkpoint-truncated', 'gpt', with_checkpoint(truncated_checkpoint), ['ckpt.pt', 'damaged (corrupt or truncated)']),
     ('checkpoint-pickled-object', 'gpt', with_checkpoint(pickled_object_checkpoint), ['ckpt.pt', 'refused']),
+    ('checkpoint-plain-pickle', 'gpt', with_checkpoint(lambda c: pickle.dumps({'step': 1}, protocol=4)), ['damaged']),
     ('checkpoint-of-another-script', 'mlp', other_scripts_checkpoint, ['not a checkpoint of mlp.py']),
     ('bigram-has-no-n_layer', 'bigram', lambda c: c.args('bigram') + ['--n_layer=2'], ["unknown hyperparameter 'n_layer'"]),
     ('mlp-n_hidden-zero', 'mlp', lambda c: c.args('mlp', n_hidden=0), ['n_hidden must be positive']),

@@ -259,6 +259,22 @@ def test_sample_only_takes_the_model_as_trained(gpt_run, capsys):
     assert 'temperature = 0.5' in sampled and 'max_iters = 30' not in sampled
 
 
+def test_sample_files_are_named_by_the_device_used_not_the_setting(gpt_run, capsys):
+    """--device=auto samples on this CPU as --device=cpu does: the same samples in the same file, whose header says
+    cpu (a GPU run's folder copied to a laptop keeps its GPU samples beside the laptop's); --dtype does not change
+    float32 sampling, so it is ignored, saying so, and names no other file."""
+    gpt = load('gpt')
+    for args in (['--device=auto'], ['--device=cpu'], ['--dtype=bfloat16']):
+        assert gpt.run_command_line([f'--out_dir={gpt_run.out_dir}', '--sample_only=true', *args]) == 0
+        printed = capsys.readouterr().out
+        assert f"wrote {gpt_run.summary['samples_path']}" in printed
+        with open(gpt_run.summary['samples_path'], 'rb') as f:
+            assert f.read() == gpt_run.sample_bytes
+    assert "ignored dtype='bfloat16'" in printed
+    header, _ = read_samples(gpt_run.summary['samples_path'])
+    assert "device = 'cpu'" in header[header.index('# sampled with:'):]
+
+
 def test_sample_only_from_another_runs_checkpoint(gpt_run, capsys):
     """--sample_only=true --init_from=<a run's ckpt.pt> into another out_dir: init_from names the checkpoint, so it is
     not reported as ignored, and the sample file is that run's, byte for byte."""
@@ -422,6 +438,30 @@ def test_resume_carries_time_and_tokens(tmp_path, text_file):
     elapsed = [r['elapsed'] for r in rows]
     assert elapsed == sorted(elapsed) and elapsed[-1] > first_seconds
     assert resumed['train_seconds'] == elapsed[-1] and resumed['tokens'] == 40 * tokens_per_step
+
+
+def test_a_resume_from_an_evaluation_checkpoint_counts_that_evaluation_once(tmp_path, text_file, monkeypatch):
+    """A checkpoint saved at an evaluation step is estimated again on resume: its time is counted once, so the
+    resumed run's records equal an uninterrupted run's (on a clock that ticks once per reading)."""
+    gpt = load('gpt')
+    clock = iter(range(10**6))
+    monkeypatch.setattr(gpt.time, 'perf_counter', lambda: next(clock))
+    config = tiny_config(gpt, tmp_path, text_file, max_iters=20, eval_interval=10, lr_decay_iters=20)
+    whole = gpt.main(dict(config, out_dir=str(tmp_path / 'whole')))
+    plain_step = gpt.train_step
+
+    def dies_at_15(run, step):
+        if step == 15:
+            raise RuntimeError('killed')
+        return plain_step(run, step)
+    monkeypatch.setattr(gpt, 'train_step', dies_at_15)
+    with pytest.raises(RuntimeError, match='killed'):
+        gpt.main(config)
+    monkeypatch.setattr(gpt, 'train_step', plain_step)
+    assert torch.load(os.path.join(config['out_dir'], 'ckpt.pt'))['step'] == 10
+    resumed = gpt.main(dict(config, resume=True))
+    assert (resumed['eval_seconds'], resumed['train_seconds']) == (whole['eval_seconds'], whole['train_seconds'])
+    assert [r['elapsed'] for r in metrics(config['out_dir'])] == [r['elapsed'] for r in metrics(tmp_path / 'whole')]
 
 
 def test_an_override_that_changes_nothing_says_so(tmp_path, text_file, capsys):
