@@ -885,13 +885,16 @@ def make_optimizer(model, config, device):
                              betas=(config['beta1'], config['beta2']), fused=device.type in ('cuda', 'cpu'))
 
 def compiled(run):
-    """torch.compile, tried on one step up front so a failure falls back to eager in one line."""
+    """torch.compile, tried up front on a real batch in training and in evaluation (each builds its own graph), so
+    that a failure falls back to eager in one line and compiling is never counted as training or evaluation time."""
     started = time.perf_counter()
     compiled_model = torch.compile(run.model)
-    x = torch.zeros(run.config['batch_size'], run.config['block_size'], dtype=torch.long, device=run.device)
+    x, y = get_batch(run.splits['train'], run.config['batch_size'], run.config['block_size'],
+                     torch.Generator(run.device))  # as training draws them: a view, whose strides are part of the graph
     try:
         with run.autocast:
-            compiled_model(x, x)[1].backward()
+            compiled_model(x, y)[1].backward()
+        estimate_loss(compiled_model, run.splits, dict(run.config, eval_iters=1), run.autocast)
     except torch.cuda.OutOfMemoryError:
         raise  # no compile failure (eager would run out too): reported once, by run_command_line
     except Exception as e:
@@ -945,7 +948,7 @@ def train(run):
                 if run.rank == 0:
                     started = time.perf_counter()
                     estimate = estimate_loss(run.fast_model, run.splits, config, run.autocast, stop_requested)
-                    took = time.perf_counter() - started  # counted after a checkpoint here: a resume estimates again
+                    took = time.perf_counter() - started  # counted after this step's checkpoint: a resume redoes it
                     if stop_requested:
                         raise stopped(run, step, losses)
                     if not all(map(math.isfinite, estimate.values())):
@@ -956,7 +959,7 @@ def train(run):
                     log(f"step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}"
                         + (f" ({tokens_per_second:,.0f} tokens/s, ETA {eta:.0f} s)" if run.tokens else ""))
                     record = {'step': step, **estimate, 'lr': learning_rate_at(step, config), 'tokens': run.tokens,
-                              'elapsed': run.step_seconds + run.eval_seconds + took,
+                              'elapsed': (run.eval_seconds + took) + run.step_seconds,  # to the bit as train_seconds
                               'tokens_per_second': tokens_per_second}
                     with open(run.metrics_path, 'a') as f:
                         f.write(json.dumps(record) + '\n')  # one whole line per write
@@ -964,7 +967,8 @@ def train(run):
                         run.best_val_loss = losses['val_loss']
                         if run.start_step < step < config['max_iters']:
                             save_checkpoint(run, step, losses)
-                    run.eval_seconds += took
+                    if not last_step:  # the last is counted after the final checkpoint
+                        run.eval_seconds += took
             if last_step:
                 break
             started = time.perf_counter()
@@ -984,6 +988,7 @@ def train(run):
     if run.rank != 0:
         return None
     save_checkpoint(run, config['max_iters'], losses)
+    run.eval_seconds += took
     bpc, bpb = f"{losses['val_bpc']:.4f}", f"{losses['val_bpb']:.4f}"  # bits per byte where they differ
     log(f"val_loss_full {losses['val_loss_full']:.4f} nats = {bpc} bits per character"
         + (f", {bpb} per UTF-8 byte" if bpb != bpc else "") + f" (every val character once); "

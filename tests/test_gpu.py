@@ -163,6 +163,30 @@ def test_compile_failure_falls_back_to_eager(gpt_run_object, monkeypatch, capsys
     assert torch.isfinite(gpt.train_step(run, 0))
 
 
+def test_the_compile_probe_builds_every_graph_training_uses(gpt_run_object, monkeypatch):
+    """torch.compile builds a graph per mode and input layout: the probe runs a batch as get_batch draws it (a view
+    with its own strides) in training and in evaluation, so that the first step and the first estimate compile
+    nothing new (compiling there was counted as their time, shrank a time budget's steps, and missed the fallback)."""
+    gpt, run = gpt_run_object
+    graphs = []
+
+    class Recording(torch.nn.Module):  # a compiled model that notes each graph it would build
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x, y):
+            graphs.append((self.training, torch.is_grad_enabled(), x.stride(), y.stride()))
+            return self.model(x, y)
+    monkeypatch.setattr(torch, 'compile', Recording)
+    run.fast_model = run.train_model = gpt.compiled(run)
+    probed = set(graphs)
+    gpt.train_step(run, 0)
+    gpt.estimate_loss(run.fast_model, run.splits, run.config, run.autocast)
+    assert set(graphs) <= probed and len(probed) == 2
+    assert all(p.grad is None for p in run.model.parameters())
+
+
 def test_out_of_memory_in_the_compile_probe_is_reported_once(gpt_run_object, monkeypatch, capsys):
     """Out of memory on the probe step is no compile failure: it is not reported as one, and the command line
     reports it once, as out of GPU memory, exit 2."""
