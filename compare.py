@@ -204,11 +204,16 @@ def read_checkpoint(path):
             'tokens_per_second': tokens / step_seconds if tokens and step_seconds else None}
 
 def read_score(folder):
-    """A score of a checkpoint on a text: eval.json's figures, or the reason it cannot be read."""
+    """A score of a checkpoint on a text: eval.json's figures, or the reason it cannot be read. A run moved aside to
+    <out_dir>-<time> took its own checkpoint along: the score names it where it is now, not the newer run's."""
     try:
-        return dict(read_json(os.path.join(folder, 'eval.json')), folder=folder)
+        score = dict(read_json(os.path.join(folder, 'eval.json')), folder=folder)
     except (OSError, ValueError) as e:
         return {'folder': folder, 'note': f"eval.json unreadable ({reason(e)})"}
+    scored_in = os.path.abspath(os.path.dirname(str(score.get('checkpoint'))))
+    if re.fullmatch(re.escape(scored_in) + r'-\d{8}-\d{6}(-\d+)?', os.path.abspath(folder)):
+        score['checkpoint'] = os.path.join(folder, 'ckpt.pt')
+    return score
 
 def read_json(path):
     with open(path, encoding='utf-8') as f:

@@ -30,6 +30,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import signal
 import stat
 import sys
@@ -314,7 +315,7 @@ def typed(name, value, kind, where):
 def read_config_file(path):
     """The `name = value` lines of a config file, read as data: nothing in it runs."""
     try:
-        with open(path, encoding='utf-8') as f:
+        with open(path, encoding='utf-8-sig') as f:  # -sig: a byte order mark (Windows Notepad) is no setting
             tree = ast.parse(f.read(), filename=path)
     except (OSError, SyntaxError, ValueError) as e:  # missing, a directory, not Python, not UTF-8
         raise UsageError(f"cannot read config file {path}: {getattr(e, 'strerror', None) or e}") from None
@@ -588,7 +589,7 @@ def write_samples(run):
     settings = {name: value for name, value in checkpoint['config'].items() if name not in ('resume', 'sample_only')}
     sampling = {name: config[name] for name in SAMPLING_KEYS} | {'device': str(run.device)}  # 'auto' as it went
     file_text = [prompt] if config['prompt'].startswith('FILE:') else []  # the file may change
-    digest = hashlib.sha1(json.dumps([settings, sampling] + file_text, sort_keys=True).encode()).hexdigest()[:8]
+    digest = hashlib.sha1(json.dumps([settings, sampling, step] + file_text, sort_keys=True).encode()).hexdigest()[:8]
     lines = [f"# {SCRIPT} samples: diff two sample files to see what changed between runs",
              f"# torch {torch.__version__}, device {run.device}, trained in {checkpoint.get('dtype', '?')}, "
              f"sampled in float32, {run.params:,} parameters",
@@ -648,7 +649,7 @@ def claim_out_dir(config):
             aside = next(name for name in [base] + [f"{base}-{n}" for n in range(2, 1000)] if not os.path.exists(name))
             os.mkdir(aside)
             for name in names:
-                os.replace(os.path.join(out_dir, name), os.path.join(aside, name))
+                shutil.move(os.path.join(out_dir, name), os.path.join(aside, name))  # copied across file systems
             log(f"{out_dir} held an earlier run: moved it to {aside}")
     except BlockingIOError:
         raise UsageError(f"out_dir {out_dir} is in use by a run that is still training, sampling or scoring: "
@@ -695,7 +696,8 @@ def start_metrics(path, start_step):
     """metrics.jsonl keeps the evaluations before start_step; a resumed run logs the rest again."""
     kept = []
     with contextlib.suppress(FileNotFoundError), open(path) as f:  # none yet in a fresh run's out_dir
-        kept = [line for line in f if line.endswith('\n') and json.loads(line)['step'] < start_step]  # whole lines
+        kept = [line for line in f  # whole lines as written: a line cut short by a kill, or edited, is dropped
+                if (written := re.fullmatch(r'\{"step": (\d+), .*\}\n', line)) and int(written[1]) < start_step]
     write_atomic(path, lambda f: f.write(''.join(kept).encode()))
 
 # ---- the run: its config, device, data, model and optimizer
@@ -740,7 +742,8 @@ class Run:
         require(modes[1:] != ['init_from'] or own or not os.path.exists(self.ckpt_path),  # or it passes for that run's
                 f"out_dir {config['out_dir']} holds another run: give its samples or scores an --out_dir of their own "
                 f"(or --init_from= to use that run's checkpoint)")
-        misplaced = [name for name in ('eval_split', 'unknown') if name in overridden and not config['eval_only']]
+        misplaced = [name for name in ('eval_split', 'unknown')  # a config file copying the defaults is no slip
+                     if config[name] != DEFAULTS[name] and not config['eval_only']]
         require(not misplaced, f"{' and '.join(misplaced)}: for --eval_only=true (scoring a text) only")
         self.checkpoint_inode = inode(self.source)  # before it is read
         self.checkpoint = load_checkpoint(self.source) if modes else None

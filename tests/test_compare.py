@@ -432,6 +432,11 @@ def test_a_score_is_listed_with_its_checkpoint_and_text(tmp_path, monkeypatch, n
     scores = output.split('scores of a checkpoint on a text')[1].splitlines()[3:5]
     assert [line.split()[:4] for line in scores] == [['out/base', 'gpt.py', 'out/base/ckpt.pt', 'more.txt'],
                                                      ['out/scores', 'gpt.py', 'out/base/ckpt.pt', 'other.txt']]
+    os.rename('out/base', 'out/base-20261124-030707')  # a fresh run moved it aside: its score goes with it
+    assert compare.main(['out/base-20261124-030707']) == 0
+    scores = capsys.readouterr().out.split('scores of a checkpoint on a text')[1].splitlines()[3:4]
+    assert [line.split()[:3] for line in scores] == [['out/base-20261124-030707', 'gpt.py',
+                                                      'out/base-20261124-030707/ckpt.pt']]
 
 
 def test_the_picture_of_the_last_time_is_no_news(runs, no_picture, capsys):

@@ -1,6 +1,7 @@
 """End-to-end runs of the scripts as a person runs them: the files a run writes, determinism, checkpoints,
 exact resume, sampling from a checkpoint, and the refusals that need a checkpoint to exist."""
 import difflib
+import errno
 import hashlib
 import json
 import math
@@ -275,6 +276,22 @@ def test_sample_files_are_named_by_the_device_used_not_the_setting(gpt_run, caps
     assert "device = 'cpu'" in header[header.index('# sampled with:'):]
 
 
+def test_samples_of_an_earlier_step_stay_beside_the_finished_runs(tmp_path, text_file, monkeypatch):
+    """Samples from an interrupted run's checkpoint, then the resumed run's own at the end: the step is part of the
+    file's name, so both files stay (the finished run overwrote the earlier samples)."""
+    gpt = load('gpt')
+    config = tiny_config(gpt, tmp_path, text_file, max_iters=20, eval_interval=10, lr_decay_iters=20)
+    killed_after_step_10(gpt, config, monkeypatch)
+    early = gpt.main(dict(config, sample_only=True))
+    with open(early, 'rb') as f:
+        early_bytes = f.read()
+    assert b'# step 10: ' in early_bytes
+    final = gpt.main(dict(config, resume=True))['samples_path']
+    assert final != early and b'# step 20: ' in open(final, 'rb').read()
+    with open(early, 'rb') as f:
+        assert f.read() == early_bytes
+
+
 def test_sample_only_from_another_runs_checkpoint(gpt_run, capsys):
     """--sample_only=true --init_from=<a run's ckpt.pt> into another out_dir: init_from names the checkpoint, so it is
     not reported as ignored, and the sample file is that run's, byte for byte."""
@@ -440,15 +457,8 @@ def test_resume_carries_time_and_tokens(tmp_path, text_file):
     assert resumed['train_seconds'] == elapsed[-1] and resumed['tokens'] == 40 * tokens_per_step
 
 
-def test_a_resume_from_an_evaluation_checkpoint_counts_that_evaluation_once(tmp_path, text_file, monkeypatch):
-    """A checkpoint saved at an evaluation step (the best so far, or the final one) is estimated again on resume: its
-    time is counted once, so the resumed run's records equal an uninterrupted run's (on a clock that ticks once per
-    reading)."""
-    gpt = load('gpt')
-    clock = iter(range(10**6))
-    monkeypatch.setattr(gpt.time, 'perf_counter', lambda: next(clock))
-    config = tiny_config(gpt, tmp_path, text_file, max_iters=20, eval_interval=10, lr_decay_iters=20)
-    whole = gpt.main(dict(config, out_dir=str(tmp_path / 'whole')))
+def killed_after_step_10(gpt, config, monkeypatch):
+    """Run config (20 steps, an evaluation every 10) and kill it at step 15: its checkpoint is step 10's."""
     plain_step = gpt.train_step
 
     def dies_at_15(run, step):
@@ -460,6 +470,18 @@ def test_a_resume_from_an_evaluation_checkpoint_counts_that_evaluation_once(tmp_
         gpt.main(config)
     monkeypatch.setattr(gpt, 'train_step', plain_step)
     assert torch.load(os.path.join(config['out_dir'], 'ckpt.pt'))['step'] == 10
+
+
+def test_a_resume_from_an_evaluation_checkpoint_counts_that_evaluation_once(tmp_path, text_file, monkeypatch):
+    """A checkpoint saved at an evaluation step (the best so far, or the final one) is estimated again on resume: its
+    time is counted once, so the resumed run's records equal an uninterrupted run's (on a clock that ticks once per
+    reading)."""
+    gpt = load('gpt')
+    clock = iter(range(10**6))
+    monkeypatch.setattr(gpt.time, 'perf_counter', lambda: next(clock))
+    config = tiny_config(gpt, tmp_path, text_file, max_iters=20, eval_interval=10, lr_decay_iters=20)
+    whole = gpt.main(dict(config, out_dir=str(tmp_path / 'whole')))
+    killed_after_step_10(gpt, config, monkeypatch)
     for _ in range(2):  # then from the final checkpoint, training nothing: the time stays
         resumed = gpt.main(dict(config, resume=True))
         assert (resumed['eval_seconds'], resumed['train_seconds']) == (whole['eval_seconds'], whole['train_seconds'])
@@ -524,6 +546,27 @@ def test_a_fresh_run_moves_the_earlier_run_aside(tmp_path, text_file, capsys):
         os.utime(out_dir / name, (newest, newest))
     bigram.main(config)
     assert summary(str(tmp_path / f'out-{stamp}-2'))['config']['seed'] == 7
+
+
+def test_a_run_is_moved_aside_across_file_systems(tmp_path, text_file, monkeypatch):
+    """out_dir a link to (or a mount of) another file system: a rename cannot move the earlier run beside it, so it
+    is copied there (it was 'cannot write to out_dir: Invalid cross-device link', and an empty folder left)."""
+    bigram = load('bigram')
+    config = tiny_config(bigram, tmp_path, text_file)
+    bigram.main(config)
+    first = files(tmp_path / 'out')
+
+    def across_file_systems(rename):
+        def renamed(source, destination):  # what a rename says between two file systems
+            if os.path.basename(os.path.dirname(destination)).startswith('out-'):
+                raise OSError(errno.EXDEV, 'Invalid cross-device link')
+            return rename(source, destination)
+        return renamed
+    for name in ('rename', 'replace'):
+        monkeypatch.setattr(os, name, across_file_systems(getattr(os, name)))
+    bigram.main(dict(config, seed=7))
+    (aside,) = [folder for folder in tmp_path.iterdir() if folder.name.startswith('out-')]
+    assert files(aside) == first and summary(str(tmp_path / 'out'))['config']['seed'] == 7
 
 
 def test_a_second_run_into_a_locked_out_dir_is_refused(tmp_path, text_file, capsys):

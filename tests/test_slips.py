@@ -93,6 +93,14 @@ def test_scoring_settings_without_eval_only_are_refused(bigram, tmp_path, text_f
     assert not os.path.exists(tmp_path / 'out')
 
 
+def test_a_config_file_copying_the_scoring_defaults_trains(bigram, tmp_path, text_file):
+    """A config file made from the block at the top of the script sets eval_split and unknown to their defaults:
+    that is no scoring setting given by mistake (it was refused), and a byte order mark before it is no setting."""
+    config_file = tmp_path / 'copied.py'
+    config_file.write_bytes(b"\xef\xbb\xbfeval_split = 'all'\nunknown = 'error'\n")
+    assert run(bigram, tmp_path, text_file, str(config_file))['iters'] == 30
+
+
 def test_a_step_count_with_a_time_budget_is_refused(bigram, tmp_path, text_file):
     """The budget settles max_iters and lr_decay_iters: one given as well would be replaced (and a resume command
     keeping it would train to the wrong step). Resuming a budgeted run to a new max_iters stays allowed."""
@@ -326,11 +334,12 @@ def test_a_budgeted_run_from_weights_with_max_iters_edited_at_the_top(bigram, tm
 
 
 def test_a_metrics_line_cut_short_is_dropped_on_resume(bigram, tmp_path, text_file):
-    """A run killed while it appended to metrics.jsonl leaves half a line: --resume drops it (it was a traceback)."""
+    """A run killed while it appended to metrics.jsonl leaves half a line, an editor a blank one: --resume drops them
+    (each was a traceback)."""
     run(bigram, tmp_path, text_file, max_iters=20, lr_decay_iters=30)
     metrics = tmp_path / 'out' / 'metrics.jsonl'
     with open(metrics, 'a') as f:
-        f.write('{"step": 30, "train_lo')
+        f.write('\n{}\n{"step": 30, "train_lo')  # and an editor's blank line, and a line that is no record
     assert run(bigram, tmp_path, text_file, '--resume=true', max_iters=30, lr_decay_iters=30)['iters'] == 30
     assert [json.loads(line)['step'] for line in metrics.read_text().splitlines()] == [0, 10, 20, 30]
 
