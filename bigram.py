@@ -454,7 +454,7 @@ def write_samples(run):
     if watch:
         print()
     settings = {name: value for name, value in checkpoint['config'].items() if name not in ('resume', 'sample_only')}
-    sampling = {name: config[name] for name in SAMPLING_KEYS} | {'device': str(run.device)}  # 'auto' as it went
+    sampling = {name: config[name] for name in SAMPLING_KEYS} | {'device': str(run.device)}  # as used, not 'auto'
     file_text = [prompt] if config['prompt'].startswith('FILE:') else []  # the file may change
     digest = hashlib.sha1(json.dumps([settings, sampling, step] + file_text, sort_keys=True).encode()).hexdigest()[:8]
     lines = [f"# {SCRIPT} samples: diff two sample files to see what changed between runs",
@@ -829,7 +829,7 @@ def train(run):
                     log(f"step {step}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}"
                         + (f" ({tokens_per_second:,.0f} tokens/s, ETA {eta:.0f} s)" if run.tokens else ""))
                     record = {'step': step, **estimate, 'lr': learning_rate_at(step, config), 'tokens': run.tokens,
-                              'elapsed': (run.eval_seconds + took) + run.step_seconds,  # to the bit as train_seconds
+                              'elapsed': (run.eval_seconds + took) + run.step_seconds,  # train_seconds' sum, to the bit
                               'tokens_per_second': tokens_per_second}
                     with open(run.metrics_path, 'a') as f:
                         f.write(json.dumps(record) + '\n')  # one whole line per write
