@@ -8,7 +8,7 @@ one character at a time. Training, checkpoints and sampling are those of gpt.py.
     python mlp.py configs/mlp_cpu.py                # 45 s of training on a 2-core CPU (a time budget)
     python mlp.py                                   # the defaults below: a longer run, best on a GPU
     python mlp.py --block_size=8 --n_hidden=256     # any hyperparameter as --name=value
-    python mlp.py --resume=true --max_iters=20000   # continue from out/mlp/ckpt.pt
+    python mlp.py --resume=true --max_iters=40000   # continue from out/mlp/ckpt.pt
     python mlp.py --sample_only=true --prompt=ROMEO:
 
 The engine after the model is word for word the same in bigram.py and gpt.py.

@@ -262,7 +262,14 @@ def test_n_embd_divisible_by_n_head():
     gpt = load('gpt')
     message = check_error(gpt, n_embd=10, n_head=3)
     assert 'n_embd' in message and 'n_head' in message and 'divisible' in message
-    gpt.check_config(dict(gpt.DEFAULTS, n_embd=12, n_head=3))
+    gpt.check_config(dict(gpt.DEFAULTS, n_embd=12, n_head=3, rope=False))
+
+
+def test_rotary_positions_need_an_even_head_size():
+    """rope turns pairs of a head's channels: an odd head size is refused (it was a traceback in the first step)."""
+    gpt = load('gpt')
+    assert 'rope needs an even head size, n_embd / n_head = 3' in check_error(gpt, n_embd=12, n_head=4)
+    gpt.check_config(dict(gpt.DEFAULTS, n_embd=12, n_head=4, rope=False))
 
 
 @pytest.mark.parametrize('name', ['mlp', 'gpt'])

@@ -178,6 +178,23 @@ def test_ctrl_c_in_the_middle_of_a_print_still_saves(tmp_path, text_file, monkey
     assert load_ckpt(tmp_path / 'out' / 'ckpt.pt')['step'] == 0
 
 
+def test_a_second_ctrl_c_stops_at_once(tmp_path, text_file, monkeypatch, capsys):
+    """The first Ctrl-C asks for a checkpoint after this step or evaluation batch; a second one stops at once,
+    saving nothing, with one line."""
+    bigram = load('bigram')
+    estimate_loss = bigram.estimate_loss
+
+    def interrupted_twice(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        return estimate_loss(*args, **kwargs)
+
+    monkeypatch.setattr(bigram, 'estimate_loss', interrupted_twice)
+    assert bigram.run_command_line(tiny_args('bigram', tmp_path, text_file)) == 130
+    assert capsys.readouterr().err == 'bigram.py: interrupted\n'
+    assert not (tmp_path / 'out' / 'ckpt.pt').exists()
+
+
 # ------------------------------------------------------------------------------ NaN
 def poison(module, monkeypatch, at_step, report):
     """Wrap module.train_step: at at_step fill the weights with NaN; from then on return a NaN loss

@@ -271,6 +271,18 @@ def test_every_documented_command_passes_its_checks(where, line, monkeypatch):
     assert config['gradient_accumulation_steps'] % processes == 0, f"{where}: {line}"
 
 
+def test_a_documented_resume_goes_past_the_default_run():
+    """`python <script> --resume=true --max_iters=N` in a docstring continues the run of the defaults: N is past
+    their max_iters (mlp.py's said 20000, its default, a resume that trained nothing)."""
+    resumes = [line for _, line in documented_commands() if '--resume=true' in line and 'configs/' not in line]
+    assert len(resumes) >= 2
+    for line in resumes:
+        words = shlex.split(line, comments=True)
+        module = load(words[1][:-3])
+        config, _ = module.parse_overrides(words[2:], module.DEFAULTS)
+        assert config['max_iters'] > module.DEFAULTS['max_iters'], line
+
+
 def test_the_documented_commands_include_torchrun():
     lines = [line for _, line in documented_commands()]
     assert any(line.startswith('torchrun') for line in lines) and any(line.startswith('python gpt.py') for line in lines)

@@ -118,6 +118,70 @@ def logits_before_and_after_change(model, T, t):
 
 
 @pytest.mark.parametrize('rope', [True, False])
+def test_gpt_knows_the_order_of_its_context(rope):
+    """The same characters in another order give another prediction at the last position (one layer: without
+    positions, its attention sees the earlier characters as a set), with rotary or learned positions."""
+    gpt = load('gpt')
+    model, _ = make(gpt, rope=rope, n_layer=1)
+    randomize_head(model).eval()
+    logits, _ = model(torch.tensor([[1, 2, 3, 4], [2, 1, 3, 4]]))
+    assert not torch.allclose(logits[0, -1], logits[1, -1], atol=1e-4)
+
+
+def test_rotary_attention_depends_on_distance_only():
+    """rotate turns q and k by their positions' angles: q . k is the same for any two positions the same distance
+    apart, and differs with the distance."""
+    gpt = load('gpt')
+    model, _ = make(gpt, n_embd=16, n_head=2)  # head size 8
+    angles = torch.arange(32)[:, None] * model.frequencies  # (T, hs/2)
+    q, k = torch.randn(2, 1, 1, 1, 8, generator=torch.Generator().manual_seed(0))
+
+    def score(i, j):
+        at = lambda p: (angles[p:p + 1].cos(), angles[p:p + 1].sin())
+        return (gpt.rotate(q, at(i)) * gpt.rotate(k, at(j))).sum().item()
+    assert score(3, 1) == pytest.approx(score(10, 8), abs=1e-5) == pytest.approx(score(30, 28), abs=1e-5)
+    assert abs(score(3, 1) - score(3, 2)) > 1e-3
+
+
+def test_gpt_starts_as_gpt2_does():
+    """Weights of std 0.02, the residual projections 0.02 / sqrt(2 n_layer), biases 0, and the head 0 (loss ln V)."""
+    gpt = load('gpt')
+    model, _ = make(gpt, n_layer=4, n_head=4, n_embd=64)
+    for name, p in model.named_parameters():
+        if name.endswith('bias') or name.startswith('lm_head'):
+            assert not p.any(), name
+        elif p.dim() == 2:
+            residual = name.endswith(('attn.proj.weight', 'ffwd.net.2.weight'))
+            assert p.std().item() == pytest.approx(0.02 / math.sqrt(8) if residual else 0.02, rel=0.1), name
+
+
+def test_gpt_attention_weights_drop_out_in_training_only(monkeypatch):
+    """dropout reaches the attention weights (flash attention's dropout_p) in training, never in evaluation."""
+    gpt = load('gpt')
+    model, _ = make(gpt, dropout=0.2)
+    seen, attend = [], F.scaled_dot_product_attention
+    monkeypatch.setattr(F, 'scaled_dot_product_attention', lambda *args, **kwargs: seen.append(kwargs['dropout_p'])
+                        or attend(*args, **kwargs))
+    x = torch.tensor([[1, 2, 3, 4]])
+    model.train()(x)
+    model.eval()(x)
+    assert seen == [0.2, 0.2, 0.0, 0.0]  # two layers, then two
+
+
+def test_mlp_hidden_layers_are_as_its_docstring_says():
+    """Each hidden layer is Linear, LayerNorm, GELU, then dropout at the configured rate, which draws in training."""
+    mlp = load('mlp')
+    model, _ = make(mlp, n_layer=2, dropout=0.5)
+    kinds = [type(layer) for layer in model.hidden]
+    assert kinds == [nn.Linear, nn.LayerNorm, nn.GELU, nn.Dropout] * 2 and model.hidden[3].p == 0.5
+    randomize_head(model).train()
+    x = torch.tensor([[1, 2, 3, 4]])
+    assert not torch.equal(model(x)[0], model(x)[0])
+    model.eval()
+    assert torch.equal(model(x)[0], model(x)[0])
+
+
+@pytest.mark.parametrize('rope', [True, False])
 @pytest.mark.parametrize('t', [0, 5, 15])
 def test_gpt_is_causal(t, rope):
     """Changing the character at position t leaves the logits before t exactly as they were and changes
@@ -481,7 +545,7 @@ def test_make_optimizer_decays_only_linear_weights(script):
 def test_make_optimizer_gpt_groups_by_name():
     """The GPT's groups, by parameter name: the matrices decay, the rest do not."""
     gpt = load('gpt')
-    model, config = make(gpt)
+    model, config = make(gpt, rope=False)  # learned positions: an embedding table that must not decay
     optimizer = gpt.make_optimizer(model, dict(config, weight_decay=0.1), torch.device('cpu'))
     decay = {id(p) for g in optimizer.param_groups if g['weight_decay'] > 0 for p in g['params']}
     names = {name for name, p in model.named_parameters() if id(p) in decay}

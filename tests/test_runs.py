@@ -114,8 +114,9 @@ def check_run_outputs(name, out_dir, settings):
         assert METRICS_KEYS <= r.keys()
         assert math.isfinite(r['train_loss']) and math.isfinite(r['val_loss'])
         assert r['lr'] == module.learning_rate_at(r['step'], config)
-        assert r['elapsed'] >= 0 and r['tokens_per_second'] >= 0
+        assert r['elapsed'] > 0 and (r['tokens_per_second'] > 0) == (r['step'] > 0)  # step 0: its estimate only
     assert [r['elapsed'] for r in rows] == sorted(r['elapsed'] for r in rows)
+    assert rows[-1]['elapsed'] == s['train_seconds']  # the summary's time is the last record's
     assert (rows[-1]['train_loss'], rows[-1]['val_loss']) == (s['train_loss'], s['val_loss'])
     vocab = len(ckpt['chars'])
     assert rows[0]['val_loss'] == pytest.approx(math.log(vocab), abs=0.05)  # zero-initialised head: uniform
