@@ -8,7 +8,7 @@ compare.py: training runs side by side: what differed, how each did, their loss 
 
 A run is the out_dir of bigram.py, mlp.py or gpt.py: summary.json once it has finished, metrics.jsonl (one
 line per evaluation), ckpt.pt, samples_<hash>.txt. The table shows the hyperparameters that differ between
-the runs (device, dtype and parameter count included) and marks the lowest val_loss_full with a *. The
+the runs (device, dtype, parameter count and processes included) and marks the lowest val_loss_full with a *. The
 train and val curves against step and against training seconds go to compare.png in the folder that holds
 the runs; the picture needs matplotlib (pip install -r requirements-extra.txt), without it the val curves
 are drawn in the terminal.
@@ -31,7 +31,7 @@ import sys
 RUN_FILES = ('summary.json', 'metrics.jsonl', 'ckpt.pt')  # a folder holding any of these is a run
 # settings that say where a run wrote and what it was asked to do when started, not what it trained
 BOOKKEEPING = ('out_dir', 'resume', 'sample_only', 'log_interval')
-RAN_WITH = ('device', 'dtype', 'params', 'text_sha256')  # from summary.json or the sample header, not the config
+RAN_WITH = ('device', 'dtype', 'params', 'processes', 'text_sha256')  # from summary.json (or the sample header)
 SAMPLE_MARKER = re.compile(r'^-------- sample \d+ of \d+ --------$', re.MULTILINE)
 SAMPLE_LINES = 6                # lines shown of each run's first sample
 CHART_ROWS, CHART_COLUMNS = 12, 64

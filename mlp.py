@@ -432,9 +432,10 @@ def score_text(run):
 # ---- sampling
 def sample_next(logits, temperature, top_k, generator):
     """The next character ids (B, 1) from the last position's logits (B, vocab); temperature 0 is greedy."""
-    if temperature == 0:
+    if temperature < torch.finfo(torch.float32).tiny:  # 0, or 0 once in float32 (1e-300)
         return logits.argmax(dim=-1, keepdim=True)
-    logits = logits.float() / temperature
+    logits = logits.float()
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature  # <= 0: a tiny temperature cannot overflow
     if top_k is not None:
         kth_best = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
         logits = logits.masked_fill(logits < kth_best, -float('inf'))
@@ -996,7 +997,10 @@ def stopped(run, step, losses):
 def this_command(**changes):
     """The command that started this process with `changes` (None drops a setting), quoted to be pasted back."""
     kept = [arg for arg in sys.argv[1:] if arg.partition('=')[0][2:] not in changes]
-    return 'python ' + shlex.join([sys.argv[0], *kept, *(f"--{k}={v}" for k, v in changes.items() if v is not None)])
+    added = [f"--{k}={v}" for k, v in changes.items() if v is not None]
+    launcher = (f"torchrun --standalone --nproc_per_node={os.environ['WORLD_SIZE']}" if 'RANK' in os.environ
+                else 'python')  # as many processes: dropout differs by rank
+    return f"{launcher} {shlex.join([sys.argv[0], *kept, *added])}"
 
 @contextlib.contextmanager
 def stop_requests():
@@ -1041,9 +1045,15 @@ def run_command_line(args):
         return 0
     except (UsageError, TrainingError, OSError) as e:  # OSError: a full disk, out_dir removed under the run
         problem, exit_code = f"error: {e}", getattr(e, 'exit_code', 1)  # 1: the run failed, its last checkpoint kept
-    except torch.cuda.OutOfMemoryError:  # not torch.OutOfMemoryError: that name is new in torch 2.5
-        problem, exit_code = ("error: out of GPU memory: try a smaller --batch_size or --block_size (with more "
-                              "--gradient_accumulation_steps to keep the batch)"), 2
+    except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one (torch.OutOfMemoryError is new in torch 2.5)
+        gpu = isinstance(e, torch.cuda.OutOfMemoryError)
+        if gpu or "can't allocate memory" in str(e):  # the GPU's allocator, or the CPU's
+            problem, exit_code = (f"error: out of {'GPU ' * gpu}memory: try a smaller --batch_size or --block_size "
+                                  f"(with more --gradient_accumulation_steps to keep the batch)"), 2
+        elif os.environ.get('RANK', '0') != '0':  # a collective broke off: the process that failed says why
+            problem, exit_code = "stopped: another process of this torchrun job failed", 1
+        else:
+            raise
     except KeyboardInterrupt as e:
         problem, exit_code = "interrupted" + (f": {e}" if str(e) else ""), 130
     print(f"{prefix}: {problem}", file=sys.stderr)

@@ -343,6 +343,24 @@ def test_the_parameter_count_is_a_column_when_it_differs(tmp_path, monkeypatch, 
                                                 ['g2-interrupted', 'gpt.py', '12,737']]
 
 
+def test_the_number_of_processes_is_a_column_when_it_differs(tmp_path, monkeypatch, no_picture, capsys):
+    """torchrun with 2 processes and one process: the same settings, other dropout masks (seeded by rank), so other
+    losses; summary.json's processes tells them apart (an unfinished run's is not known: '?', alike any)."""
+    monkeypatch.chdir(tmp_path)
+    for name, processes in (('one', 1), ('two', 2)):
+        folder = write_run(tmp_path / name, 2.0 + processes / 100)
+        with open(os.path.join(folder, 'summary.json')) as f:
+            summary = json.load(f)
+        with open(os.path.join(folder, 'summary.json'), 'w') as f:
+            json.dump(dict(summary, processes=processes), f)
+    write_run(tmp_path / 'interrupted', 2.2, finished=False)
+    assert compare.main(['one', 'two', 'interrupted']) == 0
+    header, rows = table(capsys.readouterr().out)
+    assert header[2:4] == ['processes', 'steps']
+    assert [cells[:3] for _, cells in rows] == [['one', 'gpt.py', '1'], ['two', 'gpt.py', '2'],
+                                                ['interrupted', 'gpt.py', '?']]
+
+
 def test_an_unfinished_runs_settings_are_what_it_trained_with_not_what_it_sampled_with(tmp_path, monkeypatch,
                                                                                         no_picture, capsys):
     """--sample_only=true --temperature=0.5 --seed=7 on an interrupted run: its sample file's '# sampled with:'

@@ -1,4 +1,5 @@
 """torchrun with DistributedDataParallel on the CPU (gloo): same training as one process, one set of files."""
+import fcntl
 import os
 import subprocess
 import sys
@@ -83,6 +84,23 @@ def test_a_failing_rank_ends_the_job(tmp_path, text_file):
     result = torchrun([str(launcher), *args], cwd=tmp_path, timeout=120)
     assert result.returncode != 0
     assert 'injected failure on rank 1 at step 5' in result.stderr
+
+
+def test_a_failure_on_rank_0_alone_is_one_line(tmp_path, text_file):
+    """A refusal only rank 0 meets (out_dir locked by another run: rank 0 alone takes the lock) broke rank 1's next
+    collective, which printed a gloo traceback: rank 0 says why, rank 1 says only that the job stopped."""
+    args = tiny_args('gpt', tmp_path, text_file, **DDP_SETTINGS)
+    out_dir = next(arg.split('=', 1)[1] for arg in args if arg.startswith('--out_dir='))
+    os.makedirs(out_dir)
+    with open(os.path.join(out_dir, '.lock'), 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = torchrun([os.path.join(ROOT, 'gpt.py'), *args], cwd=tmp_path, timeout=120)
+    assert result.returncode != 0
+    ours = sorted(line for line in result.stderr.splitlines() if line.startswith('gpt.py [rank'))
+    assert ours[0] == (f"gpt.py [rank 0]: error: out_dir {out_dir} is in use by a run that is still training, "
+                       f"sampling or scoring: wait for it to end, or set another --out_dir")
+    assert ours[1:] in ([], ["gpt.py [rank 1]: stopped: another process of this torchrun job failed"])  # or ended first
+    assert 'gpt.py", line' not in result.stderr and 'gloo' not in result.stderr
 
 
 def test_plain_run_sets_up_no_process_group(tmp_path, text_file):

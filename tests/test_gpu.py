@@ -1,6 +1,7 @@
 """The GPU paths, proven on a CPU by simulation: checkpoints written on a GPU, the dtype each GPU gets, the
 float16 scaler, the compile probe, out-of-memory, a CPU run on a GPU box, and the documented commands."""
 import os
+import sys
 import random
 import shlex
 
@@ -211,6 +212,40 @@ def test_out_of_memory_is_caught_on_a_torch_without_torch_OutOfMemoryError(scrip
     monkeypatch.setattr(script, 'main', out_of_memory)
     assert script.run_command_line([]) == 2
     assert 'out of GPU memory' in capsys.readouterr().err
+
+
+def raising(error):
+    def fail(*args):
+        raise error
+    return fail
+
+
+def test_out_of_memory_on_the_cpu_is_one_line(script, monkeypatch, capsys):
+    """The CPU's allocator failing (a batch or a vocabulary too large for the RAM) is one line, exit 2, as on a GPU;
+    any other RuntimeError is a bug and keeps its traceback."""
+    monkeypatch.setattr(script, 'main', raising(RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+        "1714125604 bytes. Error code 12 (Cannot allocate memory)")))
+    assert script.run_command_line([]) == 2
+    assert capsys.readouterr().err == (f"{script.SCRIPT}: error: out of memory: try a smaller --batch_size or "
+                                       f"--block_size (with more --gradient_accumulation_steps to keep the batch)\n")
+    monkeypatch.setattr(script, 'main', raising(RuntimeError('a bug')))
+    with pytest.raises(RuntimeError, match='a bug'):
+        script.run_command_line([])
+
+
+def test_under_torchrun_a_broken_collective_is_one_line_and_the_rerun_is_torchrun(script, monkeypatch, capsys):
+    """Rank 1's collective broken off by rank 0's failure: one line (rank 0 says why); and the command printed to
+    rerun or continue a run is a torchrun one with as many processes (dropout differs by rank)."""
+    monkeypatch.setenv('RANK', '1')
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    monkeypatch.setattr(script, 'main', raising(RuntimeError('[../gloo/transport/tcp/pair.cc:553] Connection closed '
+                                                              'by peer [127.0.0.1]:29500')))
+    assert script.run_command_line([]) == 1
+    assert capsys.readouterr().err == f"{script.SCRIPT} [rank 1]: stopped: another process of this torchrun job failed\n"
+    monkeypatch.setattr(sys, 'argv', [script.SCRIPT, '--out_dir=out/my run'])
+    assert script.this_command(resume='true') == (f"torchrun --standalone --nproc_per_node=2 {script.SCRIPT} "
+                                                  f"'--out_dir=out/my run' --resume=true")
 
 
 def test_a_cpu_run_on_a_gpu_box_leaves_cuda_alone(tmp_path, text_file, monkeypatch):

@@ -354,6 +354,15 @@ def test_sample_next_temperature_zero_is_argmax(script):
     assert torch.equal(script.sample_next(logits, 0.0, 3, None)[:, 0], logits.argmax(-1))
 
 
+def test_sample_next_at_a_tiny_temperature_is_greedy(script):
+    """A positive temperature too small for the logits (1e-30, or 1e-300: 0 in float32) samples the likeliest, like
+    0: divided by it they overflowed to inf, and multinomial raised after the whole training run."""
+    logits = torch.randn(5, VOCAB, generator=torch.Generator().manual_seed(0))
+    for temperature, top_k in ((1e-30, None), (1e-300, None), (5e-324, None), (1e-30, 3)):
+        ids = script.sample_next(logits, temperature, top_k, torch.Generator().manual_seed(1))
+        assert torch.equal(ids[:, 0], logits.argmax(-1))
+
+
 def test_sample_next_top_k_one_is_argmax(script):
     """top_k=1 leaves only the likeliest character, at any temperature."""
     logits = torch.randn(200, VOCAB, generator=torch.Generator().manual_seed(1))
