@@ -96,7 +96,8 @@ VOCAB_AXES = {'embedding.weight': (0,), 'lm_head.weight': (0,), 'lm_head.bias': 
 
 class MLP(nn.Module):
     """Embed each of the previous block_size characters, concatenate, hidden layers, logits of the next.
-    Before the text starts there is nothing to see: those context slots hold an extra 'blank' token."""
+    Before the text (or a training window) starts there is nothing to see: those slots hold an extra 'blank'
+    token. In training most contexts are so cut short, which regularises (README, Notes on the recipe)."""
 
     def __init__(self, vocab_size, block_size, n_embd, n_hidden, n_layer, dropout):
         super().__init__()
