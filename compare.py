@@ -8,10 +8,10 @@ compare.py: training runs side by side: what differed, how each did, their loss 
 
 A run is the out_dir of bigram.py, mlp.py or gpt.py: summary.json once it has finished, metrics.jsonl (one
 line per evaluation), ckpt.pt, samples_<hash>.txt. The table shows the hyperparameters that differ between
-the runs (device, dtype, parameter count and processes included) and marks the lowest val_loss_full with a *. The
-train and val curves against step and against training seconds go to compare.png in the folder that holds
-the runs; the picture needs matplotlib (pip install -r requirements-extra.txt), without it the val curves
-are drawn in the terminal.
+the runs (device, dtype, parameter count and processes included) and marks the lowest val_loss_full
+with a *. The train and val curves against step and against training seconds go to compare.png in the folder
+that holds the runs; the picture needs matplotlib (pip install -r requirements-extra.txt), without it the val
+curves are drawn in the terminal.
 
 A run without summary.json is unfinished, and so is one whose summary.json is stale: it was resumed past it
 (metrics.jsonl holds evaluations past the summary's iters, or ckpt.pt, written after summary.json, is at

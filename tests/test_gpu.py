@@ -201,23 +201,20 @@ def test_out_of_memory_in_the_compile_probe_is_reported_once(gpt_run_object, mon
     assert captured.err.count('\n') == 1 and 'error: out of GPU memory' in captured.err
 
 
-def test_out_of_memory_is_caught_on_a_torch_without_torch_OutOfMemoryError(script, monkeypatch, capsys):
-    """torch.OutOfMemoryError is new in torch 2.5 and requirements.txt allows 2.4: the scripts catch the name
-    torch 2.4 has (torch.cuda.OutOfMemoryError), so an older torch still gets the one-line message."""
-    monkeypatch.delattr(torch, 'OutOfMemoryError')
-
-    def out_of_memory(*args):
-        raise torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
-
-    monkeypatch.setattr(script, 'main', out_of_memory)
-    assert script.run_command_line([]) == 2
-    assert 'out of GPU memory' in capsys.readouterr().err
-
-
 def raising(error):
     def fail(*args):
         raise error
     return fail
+
+
+def test_out_of_memory_is_caught_on_a_torch_without_torch_OutOfMemoryError(script, monkeypatch, capsys):
+    """torch.OutOfMemoryError is new in torch 2.5 and requirements.txt allows 2.4: the scripts catch the name
+    torch 2.4 has (torch.cuda.OutOfMemoryError), so an older torch still gets the one-line message."""
+    monkeypatch.delattr(torch, 'OutOfMemoryError')
+    out_of_memory = torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
+    monkeypatch.setattr(script, 'main', raising(out_of_memory))
+    assert script.run_command_line([]) == 2
+    assert 'out of GPU memory' in capsys.readouterr().err
 
 
 def test_out_of_memory_on_the_cpu_is_one_line(script, monkeypatch, capsys):
